@@ -1,0 +1,1 @@
+"""absl flag-driven binaries (train, prune, finetune, export, evaluate, benchmark, slim)."""

@@ -1,0 +1,1 @@
+"""Export of Keras models to TFLite (LiteRT): conversion, quantization, verification, benchmarks."""

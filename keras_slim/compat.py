@@ -1,0 +1,113 @@
+"""The one module that knows Keras 3 from tf_keras (Keras 2).
+
+Every other module imports `keras` from here. Keras 3 is the default; with
+TF_USE_LEGACY_KERAS=1 (the switch TensorFlow itself reads) we run on tf_keras,
+which tfmot's quantization-aware training requires.
+"""
+import os
+
+# Keras 3 can run on other backends; this library's training steps are TensorFlow.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import tensorflow as tf  # noqa: E402
+
+# Same values TensorFlow accepts for the switch, so tf.keras and we always agree.
+LEGACY_KERAS = os.environ.get("TF_USE_LEGACY_KERAS", "") in ("1", "true", "True")
+
+if LEGACY_KERAS:
+    import tf_keras as keras  # noqa: E402
+else:
+    import keras  # noqa: E402
+
+    if keras.backend.backend() != "tensorflow":
+        raise ImportError(
+            "keras_slim needs the TensorFlow backend of Keras 3, but KERAS_BACKEND="
+            f"{keras.backend.backend()!r}. Unset KERAS_BACKEND or set it to 'tensorflow'.")
+
+KERAS3 = not LEGACY_KERAS
+FLAVOUR = "tf_keras" if LEGACY_KERAS else "keras3"
+
+
+def ensure_model(model, argument="model"):
+    """Raise a clear error unless `model` is a Keras model of the flavour in use."""
+    if isinstance(model, keras.Model):
+        return model
+    module = type(model).__module__
+    if module.startswith(("keras", "tf_keras")):
+        other = "Keras 3" if LEGACY_KERAS else "tf_keras (Keras 2)"
+        raise TypeError(
+            f"{argument} is a {other} model, but keras_slim is running on {FLAVOUR}. "
+            "Build the model with keras_slim.compat.keras, or set TF_USE_LEGACY_KERAS "
+            f"{'to 0' if LEGACY_KERAS else '=1'} before importing TensorFlow.")
+    raise TypeError(f"{argument} must be a Keras model, got {type(model).__name__}.")
+
+
+def register_serializable(package="keras_slim"):
+    """Decorator that registers a custom layer for `.keras` / SavedModel loading."""
+    return keras.utils.register_keras_serializable(package=package)
+
+
+def count_params(model, trainable_only=False):
+    """Number of parameters; trainable_only counts what PyTorch papers report
+    (BN moving statistics are buffers there, weights here)."""
+    weights = model.trainable_weights if trainable_only else model.weights
+    return int(sum(int(tf.size(w)) for w in weights))
+
+
+# --- Functional-graph config: the serialized form differs between flavours. ---
+
+class GraphError(ValueError):
+    """A model whose graph keras_slim cannot read or change; names the layer."""
+
+
+def _history_refs(value):
+    """Keras 3 node args: nested lists/dicts holding `__keras_tensor__` entries."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            name, node_index, tensor_index = value["config"]["keras_history"]
+            return [(name, tensor_index)]
+        return [r for v in value.values() for r in _history_refs(v)]
+    if isinstance(value, (list, tuple)):
+        return [r for v in value for r in _history_refs(v)]
+    return []
+
+
+def inbound_calls(layer_config):
+    """Per call of a layer in a functional config: its input tensors as
+    [(producer_layer_name, tensor_index)], in argument order."""
+    calls = []
+    for node in layer_config.get("inbound_nodes", []):
+        if isinstance(node, dict):  # Keras 3
+            refs = _history_refs(node.get("args", []))
+            if _history_refs(node.get("kwargs", {})):
+                raise GraphError(f"layer {layer_config['config']['name']!r} takes a tensor as "
+                                 "a keyword argument (e.g. mask=); that is not supported.")
+        else:  # tf_keras: [[name, node_index, tensor_index, kwargs], ...]
+            refs = [(entry[0], entry[2]) for entry in node]
+        calls.append(refs)
+    return calls
+
+
+def io_refs(refs):
+    """`input_layers` / `output_layers` of a config as [(name, tensor_index)]."""
+    if refs and isinstance(refs[0], str):  # a single tensor, Keras 3 style
+        refs = [refs]
+    return [(r[0], r[2]) for r in refs]
+
+
+def input_layer_shape_key(config):
+    return "batch_shape" if "batch_shape" in config else "batch_input_shape"
+
+
+def is_graph_model(model):
+    """Functional or Sequential: the only models whose graph we can rebuild."""
+    if isinstance(model, keras.Sequential):
+        return True
+    if LEGACY_KERAS:
+        return bool(getattr(model, "_is_graph_network", False))
+    from keras.src.models.functional import Functional
+    return isinstance(model, Functional)
+
+
+def nested_model_class(layer):
+    return keras.Sequential if isinstance(layer, keras.Sequential) else keras.Model

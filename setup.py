@@ -1,0 +1,24 @@
+"""keras-slim: Network Slimming and Dynamic Channel Execution for Keras, exported to LiteRT."""
+from setuptools import find_packages, setup
+
+setup(
+    name="keras-slim",
+    version="0.1.0",
+    description="Make Keras CNNs small and fast for phones: Network Slimming, "
+                "Dynamic Channel Execution, structural rebuild, TFLite export.",
+    python_requires=">=3.10",
+    packages=find_packages(include=["keras_slim", "keras_slim.*", "export", "export.*",
+                                    "apps", "apps.*"]),
+    install_requires=[
+        "tensorflow>=2.16",
+        "tf-keras>=2.16",
+        "tensorflow-model-optimization>=0.8",
+        "tensorflow-datasets>=4.9",
+        # tfds 4.9.x imports it on Python < 3.12 without declaring it.
+        "importlib_resources",
+        "absl-py",
+        "numpy",
+        "ai-edge-litert",
+    ],
+    extras_require={"test": ["pytest", "hypothesis"]},
+)
