@@ -111,3 +111,11 @@ def is_graph_model(model):
 
 def nested_model_class(layer):
     return keras.Sequential if isinstance(layer, keras.Sequential) else keras.Model
+
+
+def export_saved_model(model, path):
+    """A TF SavedModel with a serving signature, the way each flavour spells it."""
+    if LEGACY_KERAS:
+        tf.saved_model.save(model, path)
+    else:
+        model.export(path, format="tf_saved_model", verbose=False)

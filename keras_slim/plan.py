@@ -1,0 +1,249 @@
+"""ChannelPlan: which channels of each dependency group survive.
+
+Builders turn any per-channel importance into a plan: a global percentile over all
+prunable channels (Network Slimming) or the same ratio in every group, always with a
+per-group floor (never zero channels) and kept counts rounded to a multiple (default 8:
+LiteRT's kernels gain nothing from odd widths — see ../shared/ENVIRONMENT.md).
+"""
+import json
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from keras_slim.graph import ChannelGraph, GraphError
+
+AGGREGATES = {"sum": np.sum, "mean": np.mean, "max": np.max}
+
+
+@dataclass
+class GroupPlan:
+    name: str
+    layers: list
+    size: int
+    keep: list   # sorted channel indices of the group that survive
+
+    @property
+    def removed(self):
+        return self.size - len(self.keep)
+
+
+class ChannelPlan:
+    """Kept channel indices per group, tied to one model's graph by group names/sizes."""
+
+    def __init__(self, model_name, groups, meta=None):
+        self.model_name = model_name
+        self.groups = list(groups)
+        self.meta = dict(meta or {})
+        for g in self.groups:
+            if not g.keep:
+                raise ValueError(f"plan keeps no channel of group {g.name!r}.")
+            if len(set(g.keep)) != len(g.keep) or min(g.keep) < 0 or max(g.keep) >= g.size:
+                raise ValueError(f"plan for group {g.name!r}: indices must be unique and in "
+                                 f"[0, {g.size}), got {g.keep}.")
+
+    # --- serialisation ------------------------------------------------------------------
+    def to_dict(self):
+        return {"format": "keras_slim.ChannelPlan/1", "model": self.model_name,
+                "meta": self.meta,
+                "groups": [{"name": g.name, "layers": g.layers, "size": g.size,
+                            "keep": [int(i) for i in g.keep]} for g in self.groups]}
+
+    @classmethod
+    def from_dict(cls, data):
+        if data.get("format") != "keras_slim.ChannelPlan/1":
+            raise ValueError("not a keras_slim channel plan (missing 'format': "
+                             "'keras_slim.ChannelPlan/1').")
+        return cls(data["model"], [GroupPlan(g["name"], list(g["layers"]), int(g["size"]),
+                                             sorted(int(i) for i in g["keep"]))
+                                   for g in data["groups"]], data.get("meta"))
+
+    def save(self, path):
+        with open(path, "w") as f:
+            json.dump(self.to_dict(), f, indent=1)
+
+    @classmethod
+    def load(cls, path):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"channel plan file '{path}' does not exist.")
+        try:
+            with open(path) as f:
+                return cls.from_dict(json.load(f))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"channel plan file '{path}' is not valid JSON: {e}") from None
+
+    # --- use ----------------------------------------------------------------------------
+    def removed_roots(self, graph):
+        """Union-find roots of the channels to remove, after checking the plan fits."""
+        by_name = {g.name: g for g in self.groups}
+        removed = set()
+        for group in graph.groups:
+            plan = by_name.pop(group.name, None)
+            if plan is None:
+                continue
+            if plan.size != group.size or plan.layers != group.layers:
+                raise GraphError(
+                    f"the plan does not fit model {graph.model.name!r}: group {group.name!r} "
+                    f"has {group.size} channels in layers {group.layers}, the plan says "
+                    f"{plan.size} in {plan.layers}. Was it made for another model?")
+            dropped = np.setdiff1d(np.arange(group.size), plan.keep)
+            if (~group.prunable[dropped]).any():
+                raise GraphError(f"the plan removes channels of group {group.name!r} that "
+                                 "reach a model input/output or a barrier layer.")
+            removed.update(int(r) for r in group.roots[dropped])
+        if by_name:
+            raise GraphError(f"the plan names groups {sorted(by_name)} that model "
+                             f"{graph.model.name!r} does not have. Was it made for another "
+                             "model?")
+        return removed
+
+    @property
+    def total_channels(self):
+        return sum(g.size for g in self.groups)
+
+    @property
+    def kept_channels(self):
+        return sum(len(g.keep) for g in self.groups)
+
+    def table(self):
+        width = max([len(g.name) for g in self.groups] + [5])
+        lines = [f"{'group':<{width}}  kept / total  removed  layers"]
+        for g in self.groups:
+            lines.append(f"{g.name:<{width}}  {len(g.keep):>4} / {g.size:<5}  "
+                         f"{g.removed:>7}  {', '.join(g.layers)}")
+        total, kept = self.total_channels, self.kept_channels
+        lines.append(f"{'total':<{width}}  {kept:>4} / {total:<5}  {total - kept:>7}  "
+                     f"({100.0 * (total - kept) / max(total, 1):.1f}% removed)")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return (f"ChannelPlan({self.model_name!r}, {len(self.groups)} groups, "
+                f"{self.kept_channels}/{self.total_channels} channels kept)")
+
+
+# --- builders ---------------------------------------------------------------------------
+def _check_ratio(ratio):
+    if not isinstance(ratio, (int, float)) or not 0.0 <= ratio < 1.0 or math.isnan(ratio):
+        raise ValueError(f"ratio must be in [0, 1), got {ratio!r}.")
+
+
+def group_scores(graph, scores, aggregate="sum"):
+    """Per-group channel importance from per-layer scores {layer path: vector over the
+    layer's output channels}; a channel's score aggregates all its members' scores."""
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {sorted(AGGREGATES)}, got {aggregate!r}.")
+    per_root = {}
+    for path, values in scores.items():
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        roots = graph.channel_roots(path)
+        if len(values) != len(roots):
+            raise ValueError(f"importance for layer {path!r} has {len(values)} values, the "
+                             f"layer has {len(roots)} output channels.")
+        if not np.isfinite(values).all():
+            raise ValueError(f"importance for layer {path!r} contains NaN or inf.")
+        for root, value in zip(roots, values):
+            per_root.setdefault(int(root), []).append(value)
+    result = {}
+    for group in graph.groups:
+        if all(int(r) in per_root for r in group.roots):
+            result[group.name] = np.array([AGGREGATES[aggregate](per_root[int(r)])
+                                           for r in group.roots])
+    return result
+
+
+def _kept_count(size, wanted, min_channels, min_fraction, round_to):
+    floor = max(1, min_channels, math.ceil(min_fraction * size))
+    count = max(wanted, floor)
+    if round_to > 1:
+        count = max(round_to, int(round(count / round_to)) * round_to)
+        count = max(count, min(floor, size))
+    return int(min(count, size))
+
+
+def plan_from_scores(graph_or_model, scores, ratio, scope="global", aggregate="sum",
+                     min_channels=1, min_fraction=0.0, round_to=8, meta=None):
+    """Remove the `ratio` least important prunable channels.
+
+    scope="global": one threshold over every scored channel (Network Slimming);
+    scope="layer": the same ratio inside each group. Groups with no score stay whole.
+    """
+    _check_ratio(ratio)
+    if scope not in ("global", "layer"):
+        raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}.")
+    if round_to < 1 or min_channels < 0 or not 0.0 <= min_fraction <= 1.0:
+        raise ValueError("round_to must be >= 1, min_channels >= 0, min_fraction in [0, 1].")
+    graph = as_graph(graph_or_model)
+    per_group = group_scores(graph, scores, aggregate)
+    if not per_group:
+        raise ValueError(f"no importance covers a whole group of model "
+                         f"{graph.model.name!r}; scores were given for {sorted(scores)}.")
+    threshold = None
+    if scope == "global":
+        pool = np.concatenate([per_group[g.name][g.prunable] for g in graph.groups
+                               if g.name in per_group])
+        threshold = np.quantile(pool, ratio, method="lower") if len(pool) and ratio > 0 \
+            else -np.inf
+    plans = []
+    for group in graph.groups:
+        values = per_group.get(group.name)
+        if values is None or not group.prunable.any():
+            continue
+        prunable = np.flatnonzero(group.prunable)
+        if scope == "global":
+            wanted = int((values[prunable] > threshold).sum()) if ratio > 0 else len(prunable)
+        else:
+            wanted = len(prunable) - int(math.floor(ratio * len(prunable)))
+        fixed = group.size - len(prunable)
+        count = _kept_count(group.size, wanted + fixed, min_channels, min_fraction, round_to)
+        # Fixed channels are always kept; the rest by score.
+        order = np.argsort(-np.where(group.prunable, values, np.inf), kind="stable")
+        keep = sorted(int(i) for i in order[:max(count, fixed)])
+        plans.append(GroupPlan(group.name, group.layers, group.size, keep))
+    meta = dict(meta or {}, ratio=ratio, scope=scope, round_to=round_to)
+    return ChannelPlan(graph.model.name, plans, meta)
+
+
+def _source_scores(graph, fn):
+    """Scores for every channel-creating layer from fn(layer) -> vector."""
+    scores = {}
+    for group in graph.groups:
+        for path in group.layers:
+            scores[path] = fn(graph.op_by_path[path].layer)
+    return scores
+
+
+def as_graph(graph_or_model):
+    if isinstance(graph_or_model, ChannelGraph):
+        return graph_or_model
+    return ChannelGraph(graph_or_model)
+
+
+def l1_norm_plan(graph_or_model, ratio, **kwargs):
+    """Filters with the smallest L1 norm go first (Li et al., ICLR 2017)."""
+    graph = as_graph(graph_or_model)
+
+    def l1(layer):
+        name = type(layer).__name__
+        kernel = np.abs(layer.get_weights()[1 if name.startswith("Separable") else 0])
+        out_axis = kernel.ndim - 2 if "Transpose" in name else kernel.ndim - 1
+        return kernel.sum(axis=tuple(a for a in range(kernel.ndim) if a != out_axis))
+
+    return plan_from_scores(graph, _source_scores(graph, l1), ratio,
+                            meta={"criterion": "l1_norm"}, **kwargs)
+
+
+def random_plan(graph_or_model, ratio, seed=0, **kwargs):
+    """Random channels: the ablation baseline."""
+    graph = as_graph(graph_or_model)
+    rng = np.random.default_rng(seed)
+    scores = _source_scores(graph, lambda layer: None)
+    for group in graph.groups:  # one draw per channel, not per member
+        values = rng.random(group.size)
+        for path in group.layers:
+            roots = graph.channel_roots(path)
+            index = {int(r): j for j, r in enumerate(group.roots)}
+            scores[path] = values[[index[int(r)] for r in roots]]
+    kwargs.setdefault("aggregate", "max")
+    return plan_from_scores(graph, scores, ratio, meta={"criterion": "random", "seed": seed},
+                            **kwargs)

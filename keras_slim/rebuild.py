@@ -1,0 +1,241 @@
+"""Plan + model -> a physically smaller model (rebuild) or a same-size one with the
+removed channels zeroed (mask).
+
+Both go through the model's config: the widths of channel-creating layers (and the few
+shapes written in configs) are edited, `from_config` replays the graph in either Keras
+flavour, and the weights are sliced (or zeroed) by the same per-layer axis rules.
+
+Bias compensation: a removed channel may still emit a constant — with BN γ = 0 it emits
+act(β). That constant, carried through pooling, Add, Flatten..., is folded into each
+consumer's bias (or into the moving mean of the BN after a bias-free conv). Exact for
+Dense and 1×1 / 'valid' convs; at the zero-padded borders of k×k 'same' convs the
+folded bias is slightly off, and the report says which consumers are approximate.
+"""
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from keras_slim import compat, rules
+from keras_slim.compat import GraphError, keras
+from keras_slim.graph import ChannelGraph
+from keras_slim.plan import ChannelPlan
+
+
+@dataclass
+class Compensation:
+    layer: str
+    channels: int          # removed input channels whose constant was folded
+    target: str            # "bias", "bn_moving_mean:<layer>" or "new_bias"
+    exact: bool
+
+
+@dataclass
+class RebuildReport:
+    compensations: list = field(default_factory=list)
+
+    @property
+    def exact(self):
+        return all(c.exact for c in self.compensations)
+
+
+class _Masks:
+    """Keep masks of every tensor's channels under one plan."""
+
+    def __init__(self, graph, plan):
+        if not isinstance(plan, ChannelPlan):
+            raise TypeError(f"plan must be a ChannelPlan, got {type(plan).__name__}.")
+        self.graph = graph
+        self.removed = plan.removed_roots(graph)
+        self._cache = {}
+
+    def of(self, key):
+        if key not in self._cache:
+            roots = self.graph.roots(self.graph.ids[key])
+            self._cache[key] = ~np.isin(roots, list(self.removed))
+        return self._cache[key]
+
+    def for_op(self, op):
+        return _OpMasks(self, op)
+
+
+class _OpMasks:
+    def __init__(self, masks, op):
+        self.masks, self.op = masks, op
+
+    def in_mask(self, i=0):
+        return self.masks.of(self.op.inputs[i])
+
+    def out_mask(self, i=0):
+        return self.masks.of(self.op.outputs[i])
+
+    def out_kept(self, i=0):
+        return int(self.out_mask(i).sum())
+
+    def axis_mask(self, role):
+        if role == rules.IN:
+            return self.in_mask()
+        if role == rules.OUT:
+            return self.out_mask()
+        return np.repeat(self.in_mask(), self.op.config.get("depth_multiplier", 1))
+
+
+def _layer_configs(config):
+    return {entry["config"]["name"]: entry for entry in config["layers"]}
+
+
+def _config_entry(config, names):
+    node = config
+    for part in names:
+        node = _layer_configs(node if "layers" in node else node["config"])[part]
+    return node
+
+
+def _drop_build_configs(config):
+    """Keras 3 records each layer's input shape; widths change, so let the graph build."""
+    for entry in config.get("layers", []):
+        entry.pop("build_config", None)
+        if isinstance(entry.get("config"), dict) and "layers" in entry["config"]:
+            _drop_build_configs(entry["config"])
+
+
+def _get_layer(model, names):
+    layer = model
+    for part in names:
+        layer = layer.get_layer(part)
+    return layer
+
+
+def _edit_weights(op, weights, masks, edit):
+    """Apply `edit(array, axis, mask)` along every channel axis of every weight."""
+    om = masks.for_op(op)
+    original = len(op.layer.weights)
+    axes_list = list(op.rule.weight_axes(op)) + [{}] * (original - len(op.rule.weight_axes(op)))
+    axes_list += [{0: rules.OUT}] * (len(weights) - original)  # bias added by compensation
+    out = []
+    for w, axes in zip(weights, axes_list):
+        for axis, role in axes.items():
+            w = edit(w, axis % w.ndim, om.axis_mask(role))
+        out.append(w)
+    return out
+
+
+def _slice(w, axis, mask):
+    return np.compress(mask, w, axis=axis)
+
+
+def _zero(w, axis, mask):
+    shape = [1] * w.ndim
+    shape[axis] = len(mask)
+    return w * mask.reshape(shape).astype(w.dtype)
+
+
+def _constants(graph):
+    """Per tensor: per-channel constant value (NaN: not constant) and whether any
+    border-altering layer lies upstream."""
+    values, approx = {}, {}
+    for op in graph.ops:
+        if op.class_name == "InputLayer":
+            for key in op.outputs:
+                values[key] = np.full(graph.shapes[key][-1], np.nan)
+                approx[key] = False
+            continue
+        outs = op.rule.constants(op, [values[k] for k in op.inputs])
+        border = any(approx[k] for k in op.inputs) or bool(op.rule.alters_borders)
+        for key, v in zip(op.outputs, outs):
+            values[key], approx[key] = np.asarray(v, dtype=np.float64), border
+    return values, approx
+
+
+_FOLDABLE = ("Conv1D", "Conv2D", "Conv3D", "Dense")
+
+
+def _compensate(graph, masks, new_weights, configs, report):
+    """Fold the constants of removed channels into consumers, updating new_weights
+    (full-size, per op path) and configs (entries to edit) in place."""
+    values, approx = _constants(graph)
+    consumers = {}
+    for op in graph.ops:
+        for key in op.inputs:
+            consumers.setdefault(key, []).append(op)
+    for op in graph.ops:
+        if op.class_name not in _FOLDABLE or op.config.get("groups", 1) != 1 \
+                or not getattr(op.rule, "consumer", False):
+            continue
+        key = op.inputs[0]
+        v = values[key]
+        use = ~masks.of(key) & np.isfinite(v) & (v != 0)
+        if not use.any():
+            continue
+        kernel = new_weights[op.path][0]
+        # Interior response of the kernel to a constant input on the removed channels.
+        delta = np.tensordot(np.where(use, v, 0.0),
+                             kernel.sum(axis=tuple(range(kernel.ndim - 2))), axes=1)
+        spatial = kernel.shape[:-2]
+        exact = (not approx[key]) and (
+            all(k == 1 for k in spatial) or op.config.get("padding", "valid") == "valid")
+        nexts = consumers.get(op.outputs[0], [])
+        if op.config.get("use_bias", True):
+            new_weights[op.path][1] = new_weights[op.path][1] + delta
+            target = "bias"
+        elif len(nexts) == 1 and nexts[0].class_name == "BatchNormalization":
+            bn = nexts[0]
+            index = len(new_weights[bn.path]) - 2  # moving_mean
+            new_weights[bn.path][index] = new_weights[bn.path][index] - delta
+            target = f"bn_moving_mean:{bn.path}"
+        else:
+            configs[op.path]["config"]["use_bias"] = True
+            new_weights[op.path] = new_weights[op.path][:1] + [delta.astype(kernel.dtype)]
+            target = "new_bias"
+        report.compensations.append(Compensation(op.path, int(use.sum()), target, exact))
+
+
+def _build(model, plan, edit, resize, compensate):
+    graph = ChannelGraph(model)
+    masks = _Masks(graph, plan)
+    config = copy.deepcopy(model.get_config())
+    _drop_build_configs(config)
+    entries = {op.path: _config_entry(config, op.names) for op in graph.ops
+               if op.class_name != "InputLayer"}
+    weights = {op.path: [np.asarray(w) for w in op.layer.get_weights()]
+               for op in graph.ops if op.class_name != "InputLayer"}
+    report = RebuildReport()
+    if compensate:
+        _compensate(graph, masks, weights, entries, report)
+    if resize:
+        for op in graph.ops:
+            if op.path in entries:
+                op.rule.new_config(op, entries[op.path]["config"], masks.for_op(op))
+        for names, key in graph.nested_inputs.items():
+            cfg = _config_entry(config, names)["config"]
+            shape_key = compat.input_layer_shape_key(cfg)
+            cfg[shape_key] = list(cfg[shape_key])[:-1] + [int(masks.of(key).sum())]
+    try:
+        new = type(model).from_config(config) if isinstance(model, keras.Sequential) \
+            else keras.Model.from_config(config)
+    except Exception as e:  # a config edit Keras rejects is our bug: say where
+        raise GraphError(f"rebuilding model {model.name!r} from its edited config "
+                         f"failed: {e}") from e
+    for op in graph.ops:
+        if op.class_name == "InputLayer" or not weights[op.path]:
+            continue
+        target = _get_layer(new, op.names)
+        target.set_weights(_edit_weights(op, weights[op.path], masks, edit))
+    return new, report
+
+
+def rebuild(model, plan, compensate=True, return_report=False):
+    """A new model with only the plan's channels, sliced weights, the same layer names.
+
+    The input model is not changed. With compensate=True (default) the constant output
+    of removed channels (BN γ = 0 emits act(β)) is folded into the consumers.
+    """
+    new, report = _build(model, plan, _slice, resize=True, compensate=compensate)
+    return (new, report) if return_report else new
+
+
+def mask(model, plan, compensate=True, return_report=False):
+    """A same-size copy whose removed channels are zeroed (weights in and out, BN
+    γ = β = 0); computes what rebuild(model, plan) computes, at full size."""
+    new, report = _build(model, plan, _zero, resize=False, compensate=compensate)
+    return (new, report) if return_report else new

@@ -1,0 +1,321 @@
+"""One rule per layer type: how its channels flow and how its weights are sliced.
+
+A rule answers, for one layer call:
+  * `propagate`: the channel ids of its outputs from those of its inputs. A layer that
+    creates channels (conv, dense) asks for fresh ids; a per-channel layer (BN, ReLU,
+    pooling) passes them on; an element-wise merge (Add, SE Multiply) couples them.
+  * `weight_axes`: for each weight, which axis follows the input ("in") or output ("out")
+    channel mask — the same description serves slicing (rebuild) and zeroing (mask).
+  * `new_config`: the config change a narrower layer needs (`filters`, `units`, shapes).
+  * `consumer`: whether it sums over input channels (a place to fold constants into).
+
+A new layer type is one entry in RULES. A type with no entry becomes a barrier (its
+channels stay, with a warning), which is always safe; Lambda is refused outright.
+"""
+import numpy as np
+
+from keras_slim.compat import GraphError
+
+IN, OUT, MID = "in", "out", "mid"  # MID: depthwise output of a separable conv
+
+
+class Rule:
+    consumer = False       # sums over input channels: constants fold into its bias
+    creates_channels = False
+
+    def propagate(self, op, in_ids, graph):
+        raise NotImplementedError
+
+    def weight_axes(self, op):
+        return []
+
+    def new_config(self, op, config, masks):
+        return config
+
+    def constants(self, op, values):
+        """Per-channel constant value of each output given the inputs' (NaN: not a
+        constant). Used to fold removed channels' constant output into consumers."""
+        return [np.full(op.out_channels(i), np.nan) for i in range(len(op.outputs))]
+
+    # True where a constant channel stops being constant near the borders.
+    alters_borders = False
+
+
+class PerChannel(Rule):
+    """Output channel c is input channel c: activations, BN, pooling, padding, dropout."""
+
+    def propagate(self, op, in_ids, graph):
+        return [in_ids[0]]
+
+    def weight_axes(self, op):
+        # BN / Normalization / PReLU weights all index the channel on their last axis.
+        return [{-1: OUT} if len(w.shape) and w.shape[-1] == op.in_channels(0) else {}
+                for w in op.layer.weights]
+
+    def constants(self, op, values):
+        return [values[0]]  # pooling, dropout, cropping: a constant stays that constant
+
+
+class Padding(PerChannel):
+    alters_borders = True
+
+
+class ValueMap(PerChannel):
+    """Activations and rescaling: the constant goes through the layer itself."""
+
+    def constants(self, op, values):
+        v = values[0]
+        x = np.where(np.isfinite(v), v, 0.0).reshape((1,) * (op.rank(0) - 1) + (-1,))
+        try:
+            out = np.asarray(op.layer(x.astype(np.float32), training=False))
+        except Exception:  # e.g. PReLU with per-position alpha: not a per-channel map
+            return [np.full_like(v, np.nan)]
+        rows = out.reshape(-1, len(v))
+        same = np.all(np.isclose(rows, rows[:1]), axis=0)
+        return [np.where(np.isfinite(v) & same, rows[0], np.nan)]
+
+
+class BatchNorm(PerChannel):
+    def propagate(self, op, in_ids, graph):
+        axis = op.config.get("axis", -1)
+        axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+        if axis not in (-1, op.rank(0) - 1):
+            raise GraphError(f"layer {op.path!r}: BatchNormalization over axis {axis} is not "
+                             "the channel axis (channels_last models only).")
+        return [in_ids[0]]
+
+    def constants(self, op, values):
+        w = dict(zip(_bn_weight_names(op.config), op.layer.get_weights()))
+        n = len(values[0])
+        gamma, beta = w.get("gamma", np.ones(n)), w.get("beta", np.zeros(n))
+        scale = gamma / np.sqrt(w["moving_variance"] + op.config.get("epsilon", 1e-3))
+        # gamma == 0 makes the output beta whatever comes in: Network Slimming's case.
+        return [np.where(gamma == 0, beta, scale * (values[0] - w["moving_mean"]) + beta)]
+
+
+def _bn_weight_names(config):
+    return ((["gamma"] if config.get("scale", True) else [])
+            + (["beta"] if config.get("center", True) else [])
+            + ["moving_mean", "moving_variance"])
+
+
+class Source(Rule):
+    """Conv / Dense: each output channel is new; weights slice on both axes."""
+    creates_channels = True
+    consumer = True
+    width_key = "filters"
+
+    def propagate(self, op, in_ids, graph):
+        if op.config.get("groups", 1) != 1:
+            return graph.barrier(op, in_ids)
+        if op.config.get("data_format", "channels_last") != "channels_last":
+            raise GraphError(f"layer {op.path!r}: only channels_last is supported.")
+        return [graph.fresh_ids(op, op.out_channels(0))]
+
+    def weight_axes(self, op):
+        kernel = {len(op.layer.weights[0].shape) - 2: IN, -1: OUT}
+        return [kernel] + [{0: OUT}] * (len(op.layer.weights) - 1)
+
+    def new_config(self, op, config, masks):
+        config[self.width_key] = int(masks.out_kept(0))
+        return config
+
+
+class Dense(Source):
+    width_key = "units"
+
+
+class ConvTranspose(Source):
+    def weight_axes(self, op):
+        return [{-2: OUT, -1: IN}] + [{0: OUT}] * (len(op.layer.weights) - 1)
+
+
+class Depthwise(Rule):
+    """Output channel c*m+k comes from input channel c: the channel keeps its identity."""
+
+    def propagate(self, op, in_ids, graph):
+        return [np.repeat(in_ids[0], op.config.get("depth_multiplier", 1))]
+
+    def weight_axes(self, op):
+        return [{len(op.layer.weights[0].shape) - 2: IN}] + [{0: OUT}] * (
+            len(op.layer.weights) - 1)
+
+    def constants(self, op, values):
+        weights = op.layer.get_weights()
+        kernel = weights[0]  # (..., C, m): a constant input gives constant * sum of taps
+        taps = kernel.sum(axis=tuple(range(kernel.ndim - 2))).reshape(-1)
+        out = np.repeat(values[0], kernel.shape[-1]) * taps
+        return [out + weights[1] if len(weights) > 1 else out]
+
+    @property
+    def alters_borders(self):
+        return True  # 'same' padding; flagged approximate conservatively
+
+
+class Separable(Source):
+    """Depthwise (per input channel) then a pointwise conv that creates channels."""
+
+    def weight_axes(self, op):
+        return [{2: IN}, {2: MID, 3: OUT}] + [{0: OUT}] * (len(op.layer.weights) - 2)
+
+
+class Merge(Rule):
+    """Element-wise merge: channel c of every input is one channel (coupled)."""
+
+    def propagate(self, op, in_ids, graph):
+        widths = {len(ids) for ids in in_ids} - {1}  # width 1 broadcasts, couples nothing
+        if len(widths) > 1:
+            raise GraphError(f"layer {op.path!r}: inputs have {sorted(widths)} channels.")
+        coupled = [ids for ids in in_ids if len(ids) > 1 or not widths]
+        for ids in coupled[1:]:
+            graph.union(coupled[0], ids)
+        return [coupled[0]]
+
+    def constants(self, op, values):
+        fn = _MERGE_FN.get(op.class_name)
+        if fn is None:
+            return super().constants(op, values)
+        return [fn(np.broadcast_arrays(*values))]
+
+
+_MERGE_FN = {
+    "Add": lambda v: np.sum(v, axis=0), "Subtract": lambda v: v[0] - v[1],
+    "Multiply": lambda v: np.prod(v, axis=0), "Average": lambda v: np.mean(v, axis=0),
+    "Maximum": lambda v: np.max(v, axis=0), "Minimum": lambda v: np.min(v, axis=0),
+}
+
+
+class Concat(Rule):
+    """Concatenation on the channel axis is an index map (offsets), not a coupling."""
+
+    def propagate(self, op, in_ids, graph):
+        axis = op.config.get("axis", -1)
+        if axis in (-1, op.rank(0) - 1):
+            return [np.concatenate(in_ids)]
+        return Merge().propagate(op, in_ids, graph)
+
+    def constants(self, op, values):
+        if op.config.get("axis", -1) in (-1, op.rank(0) - 1):
+            return [np.concatenate(values)]
+        return super().constants(op, values)
+
+
+class Reshape(Rule):
+    """Keeps channel identity when each output channel is one input channel (SE
+    Reshape((1,1,C)), Flatten); anything that mixes channels is a barrier."""
+
+    def propagate(self, op, in_ids, graph):
+        out = self.reindex(op, in_ids[0])
+        return graph.barrier(op, in_ids) if out is None else [out]
+
+    def constants(self, op, values):
+        out = self.reindex(op, values[0])
+        return super().constants(op, values) if out is None else [out]
+
+    @staticmethod
+    def reindex(op, per_channel):
+        """Output channels as a function of input channels, or None if they mix."""
+        in_shape, out_shape = op.in_shape(0), op.out_shape(0)
+        if None in in_shape[1:] or None in out_shape[1:]:
+            return None
+        flat = np.broadcast_to(per_channel, tuple(in_shape[1:])).reshape(-1)
+        if len(out_shape) == 2:
+            return flat  # Flatten-like: every feature keeps its channel
+        columns = flat.reshape(-1, out_shape[-1])
+        same = (columns == columns[:1]) | (np.isnan(columns) & np.isnan(columns[:1])) \
+            if columns.dtype.kind == "f" else columns == columns[:1]
+        if same.all() and np.prod(out_shape[1:-1]) == np.prod(in_shape[1:-1]):
+            return columns[0].copy()
+        return None
+
+    def new_config(self, op, config, masks):
+        if "target_shape" in config:
+            target = list(config["target_shape"])
+            target[-1] = int(masks.out_kept(0))
+            config["target_shape"] = tuple(target)
+        return config
+
+
+class ChannelZeroPad(Rule):
+    """keras_slim.layers.ChannelZeroPad: zero channels around the input (ResNet option A).
+    The zero channels get ids of their own so an Add can couple them to real ones."""
+
+    def propagate(self, op, in_ids, graph):
+        before = graph.zero_ids(op, op.config["before"])
+        after = graph.zero_ids(op, op.config["after"])
+        op.extra["pad_ids"] = (before, after)
+        return [np.concatenate([before, in_ids[0], after])]
+
+    def constants(self, op, values):
+        return [np.concatenate([np.zeros(op.config["before"]), values[0],
+                                np.zeros(op.config["after"])])]
+
+    def new_config(self, op, config, masks):
+        keep = masks.out_mask(0)
+        before, after = config["before"], config["after"]
+        config["before"] = int(keep[:before].sum())
+        config["after"] = int(keep[len(keep) - after:].sum()) if after else 0
+        return config
+
+
+class Barrier(Rule):
+    """Mixes channels (LayerNorm, Softmax over channels) or is unknown: keep all."""
+
+    def propagate(self, op, in_ids, graph):
+        return graph.barrier(op, in_ids)
+
+
+class Refuse(Rule):
+    def propagate(self, op, in_ids, graph):
+        raise GraphError(
+            f"layer {op.path!r} is a Lambda: its code cannot be analysed, so no channel "
+            "can be removed safely. Replace it with a built-in or a registered custom layer.")
+
+
+class Softmax(Rule):
+    def propagate(self, op, in_ids, graph):
+        axis = op.config.get("axis", -1)
+        axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+        if axis in (-1, op.rank(0) - 1):
+            return graph.barrier(op, in_ids)
+        return [in_ids[0]]
+
+
+_VALUE_MAPS = ["Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "ThresholdedReLU",
+               "Rescaling"]
+_PADDING = ["ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"]
+_PER_CHANNEL = [
+    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
+    "AveragePooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+    "GlobalAveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
+    "Cropping1D", "Cropping2D", "Cropping3D",
+    "UpSampling1D", "UpSampling2D", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
+    "SpatialDropout3D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+    "Normalization", "ActivityRegularization", "Identity",
+]
+
+RULES = {name: PerChannel() for name in _PER_CHANNEL}
+RULES.update({name: ValueMap() for name in _VALUE_MAPS})
+RULES.update({name: Padding() for name in _PADDING})
+RULES.update({
+    "BatchNormalization": BatchNorm(),
+    "Conv1D": Source(), "Conv2D": Source(), "Conv3D": Source(),
+    "Conv1DTranspose": ConvTranspose(), "Conv2DTranspose": ConvTranspose(),
+    "Dense": Dense(),
+    "DepthwiseConv1D": Depthwise(), "DepthwiseConv2D": Depthwise(),
+    "SeparableConv1D": Separable(), "SeparableConv2D": Separable(),
+    "Add": Merge(), "Subtract": Merge(), "Multiply": Merge(), "Average": Merge(),
+    "Maximum": Merge(), "Minimum": Merge(),
+    "Concatenate": Concat(),
+    "Flatten": Reshape(), "Reshape": Reshape(),
+    "ChannelZeroPad": ChannelZeroPad(),
+    "LayerNormalization": Barrier(), "GroupNormalization": Barrier(),
+    "UnitNormalization": Barrier(), "Permute": Barrier(),
+    "Softmax": Softmax(),
+    "Lambda": Refuse(), "TFOpLambda": Refuse(),
+})
+
+
+def rule_for(class_name):
+    """The rule of a layer class name; None means unknown (treated as a barrier)."""
+    return RULES.get(class_name)
