@@ -12,6 +12,7 @@ setup(
     install_requires=[
         "tensorflow>=2.16",
         "tf-keras>=2.16",
+        "tensorboard",
         "tensorflow-model-optimization>=0.8",
         "tensorflow-datasets>=4.9",
         # tfds 4.9.x imports it on Python < 3.12 without declaring it.

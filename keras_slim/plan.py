@@ -198,10 +198,23 @@ def plan_from_scores(graph_or_model, scores, ratio, scope="global", aggregate="s
         count = _kept_count(group.size, wanted + fixed, min_channels, min_fraction, round_to)
         # Fixed channels are always kept; the rest by score.
         order = np.argsort(-np.where(group.prunable, values, np.inf), kind="stable")
-        keep = sorted(int(i) for i in order[:max(count, fixed)])
+        keep = _keep_one_per_layer(graph, group, set(int(i) for i in order[:max(count, fixed)]),
+                                   order)
         plans.append(GroupPlan(group.name, group.layers, group.size, keep))
     meta = dict(meta or {}, ratio=ratio, scope=scope, round_to=round_to)
     return ChannelPlan(graph.model.name, plans, meta)
+
+
+def _keep_one_per_layer(graph, group, keep, order):
+    """A group joined through Concatenate spans several layers' channels; a layer left
+    with no channel would have zero filters. Add each such layer's best channel."""
+    position = {int(r): j for j, r in enumerate(group.roots)}
+    rank = {int(j): n for n, j in enumerate(order)}
+    for path in group.layers:
+        mine = [position[int(r)] for r in graph.channel_roots(path)]
+        if not keep.intersection(mine):
+            keep.add(min(mine, key=rank.get))
+    return sorted(keep)
 
 
 def _source_scores(graph, fn):

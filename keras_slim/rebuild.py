@@ -178,9 +178,9 @@ def _compensate(graph, masks, new_weights, configs, report):
         if op.config.get("use_bias", True):
             new_weights[op.path][1] = new_weights[op.path][1] + delta
             target = "bias"
-        elif len(nexts) == 1 and nexts[0].class_name == "BatchNormalization":
+        elif len(nexts) == 1 and isinstance(nexts[0].rule, rules.BatchNorm):
             bn = nexts[0]
-            index = len(new_weights[bn.path]) - 2  # moving_mean
+            index = rules.bn_weight_index(bn.config, "moving_mean")
             new_weights[bn.path][index] = new_weights[bn.path][index] - delta
             target = f"bn_moving_mean:{bn.path}"
         else:

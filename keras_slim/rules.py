@@ -85,7 +85,7 @@ class BatchNorm(PerChannel):
         return [in_ids[0]]
 
     def constants(self, op, values):
-        w = dict(zip(_bn_weight_names(op.config), op.layer.get_weights()))
+        w = dict(zip(_bn_weight_names(op.config), op.layer.get_weights()))  # extras last
         n = len(values[0])
         gamma, beta = w.get("gamma", np.ones(n)), w.get("beta", np.zeros(n))
         scale = gamma / np.sqrt(w["moving_variance"] + op.config.get("epsilon", 1e-3))
@@ -291,6 +291,7 @@ _PER_CHANNEL = [
     "Cropping1D", "Cropping2D", "Cropping3D",
     "UpSampling1D", "UpSampling2D", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
     "SpatialDropout3D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+    "ChannelGate",  # keras_slim.gating: a per-channel 0/1 mask
     "Normalization", "ActivityRegularization", "Identity",
 ]
 
@@ -298,7 +299,7 @@ RULES = {name: PerChannel() for name in _PER_CHANNEL}
 RULES.update({name: ValueMap() for name in _VALUE_MAPS})
 RULES.update({name: Padding() for name in _PADDING})
 RULES.update({
-    "BatchNormalization": BatchNorm(),
+    "BatchNormalization": BatchNorm(), "SlimBatchNormalization": BatchNorm(),
     "Conv1D": Source(), "Conv2D": Source(), "Conv3D": Source(),
     "Conv1DTranspose": ConvTranspose(), "Conv2DTranspose": ConvTranspose(),
     "Dense": Dense(),
@@ -317,5 +318,11 @@ RULES.update({
 
 
 def rule_for(class_name):
-    """The rule of a layer class name; None means unknown (treated as a barrier)."""
-    return RULES.get(class_name)
+    """The rule of a layer class name; None means unknown (treated as a barrier).
+    tf_keras writes registered custom layers as "package>Name"."""
+    return RULES.get(class_name.rsplit(">", 1)[-1])
+
+
+def bn_weight_index(config, name):
+    """Index of "gamma"/"beta"/"moving_mean"/"moving_variance" in a BN's weights."""
+    return _bn_weight_names(config).index(name)

@@ -6,5 +6,5 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null &
   # Fashion-MNIST for offline use (the original idx files).
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
 fi
-python3 -m pip install -q --disable-pip-version-check -r requirements-lock.txt
-python3 -m pip install -q --disable-pip-version-check --no-deps -e .
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r requirements-lock.txt
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps -e .

@@ -1,5 +1,6 @@
 """Channel graph, plans, rebuild, mask, bias compensation, metrics: behaviour and errors."""
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -346,3 +347,31 @@ def test_rebuilt_model_exports_a_savedmodel(tmp_path):
     out = loaded.signatures["serving_default"](tf.constant(x))
     np.testing.assert_allclose(list(out.values())[0].numpy(), rebuilt.predict(x, verbose=0),
                                atol=1e-5)
+
+
+def test_custom_layers_are_found_in_both_flavours():
+    # tf_keras serializes registered layers as "keras_slim>ChannelZeroPad".
+    from keras_slim import models
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        graph = ChannelGraph(models.build("resnet20", input_shape=(16, 16, 3)))
+    # Option-A zero padding couples stage i's channels to the first ones of stage i+1,
+    # so the residual streams of all three stages are one group of 64 channels.
+    stream = max(graph.groups, key=lambda g: g.size)
+    assert stream.size == 64 and stream.prunable.all() and len(stream.layers) == 1 + 3 * 3  # stem + every block's conv2
+
+
+def test_a_layer_inside_a_concatenated_group_keeps_a_channel():
+    # a and b are concatenated and added to c: one group over a's and b's channels.
+    x0 = keras.Input((6, 6, 3))
+    a = L.Conv2D(4, 1, name="a")(x0)
+    b = L.Conv2D(4, 1, name="b")(x0)
+    c = L.Conv2D(8, 1, name="c")(x0)
+    y = L.Add(name="add")([L.Concatenate(name="cat")([a, b]), c])
+    model = randomize(keras.Model(x0, L.Dense(2, name="out")(L.GlobalAveragePooling2D()(y))))
+    scores = {"c": np.array([9, 9, 9, 9, 0, 0, 0, 0.0])}  # b's channels are all worst
+    plan = plan_from_scores(model, scores, 0.5, scope="layer", round_to=1)
+    rebuilt = rebuild(model, plan)
+    assert rebuilt.get_layer("b").filters == 1 and rebuilt.get_layer("a").filters == 4
+    assert check_equivalence(mask(model, plan), rebuilt)["max_abs"] <= 1e-4
