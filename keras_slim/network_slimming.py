@@ -1,0 +1,104 @@
+"""The Network Slimming loop: sparsity training → γ plan → rebuild → fine-tune (Liu et
+al., ICCV 2017, Fig. 2), as one call and as the steps it is made of. With passes > 1 it
+is the paper's iterative scheme: each pass prunes `ratio` of the channels still there.
+"""
+from dataclasses import dataclass, field
+
+from keras_slim import metrics, slimming
+from keras_slim.compat import keras, ensure_model
+from keras_slim.rebuild import rebuild
+
+
+def default_compile(model, learning_rate=0.05):
+    """SGD with momentum and logits cross-entropy, as the paper trains its nets."""
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def sparsity_train(model, train_data, epochs, l1=1e-4, compile_fn=default_compile,
+                   validation_data=None, callbacks=(), verbose=1, gamma_log_dir=None):
+    """Train a SlimBN copy of `model` with λ·Σ|γ|; returns (slim model, history)."""
+    slim = slimming.slimmable(model, l1=l1)
+    compile_fn(slim)
+    cbs = [slimming.L1Schedule(l1), slimming.GammaLogger(gamma_log_dir, verbose=verbose)]
+    history = slim.fit(train_data, epochs=epochs, validation_data=validation_data,
+                       callbacks=cbs + list(callbacks), verbose=verbose)
+    return slim, history.history
+
+
+def prune(model, ratio, scope="global", compensate=True, **plan_kwargs):
+    """γ plan at `ratio` and the rebuilt model; returns (model, plan, report)."""
+    plan = slimming.gamma_plan(model, ratio, scope=scope, **plan_kwargs)
+    pruned = rebuild(model, plan, compensate=compensate)
+    return pruned, plan, metrics.compare(model, pruned)
+
+
+def finetune(model, train_data, epochs, compile_fn=default_compile, validation_data=None,
+             callbacks=(), verbose=1):
+    """Fine-tune without the sparsity term (λ = 0 on any SlimBN left)."""
+    if slimming.slim_layers(model):
+        slimming.set_l1(model, 0.0)
+    compile_fn(model)
+    history = model.fit(train_data, epochs=epochs, validation_data=validation_data,
+                        callbacks=list(callbacks), verbose=verbose)
+    return model, history.history
+
+
+@dataclass
+class SlimmingResult:
+    model: object                       # pruned, fine-tuned, plain-BN model
+    plans: list = field(default_factory=list)
+    reports: list = field(default_factory=list)       # metrics.compare per pass
+    histories: list = field(default_factory=list)     # (phase, history) in order
+    after_rebuild: list = field(default_factory=list)  # per pass: accuracy before FT
+    sparsity: list = field(default_factory=list)      # per pass: slimming.sparsity_summary
+
+    @property
+    def report(self):
+        """Params/FLOPs of the final model against the original one."""
+        first, last = self.reports[0], self.reports[-1]
+        return {"params_before": first["params_before"], "params_after": last["params_after"],
+                "macs_before": first["macs_before"], "macs_after": last["macs_after"],
+                "params_ratio": first["params_before"] / max(last["params_after"], 1),
+                "macs_ratio": first["macs_before"] / max(last["macs_after"], 1)}
+
+
+def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio, l1=1e-4,
+                     passes=1, scope="global", compile_fn=default_compile,
+                     validation_data=None, verbose=1, gamma_log_dir=None, **plan_kwargs):
+    """The whole loop; `model` is not changed. Returns a SlimmingResult.
+
+    With validation_data, the accuracy right after each rebuild (before fine-tuning) is
+    recorded with and without bias compensation.
+    """
+    ensure_model(model)
+    if not isinstance(passes, int) or passes < 1:
+        raise ValueError(f"passes must be a positive integer, got {passes!r}.")
+    result = SlimmingResult(model=None)
+    current = model
+    for _ in range(passes):
+        slim, hist = sparsity_train(current, train_data, sparsity_epochs, l1, compile_fn,
+                                    validation_data, verbose=verbose,
+                                    gamma_log_dir=gamma_log_dir)
+        result.histories.append(("sparsity", hist))
+        result.sparsity.append(slimming.sparsity_summary(slim))
+        pruned, plan, report = prune(slim, ratio, scope, **plan_kwargs)
+        result.plans.append(plan)
+        result.reports.append(report)
+        if validation_data is not None:
+            plain = rebuild(slim, plan, compensate=False)
+            result.after_rebuild.append({
+                "compensated": _accuracy(pruned, validation_data, compile_fn),
+                "uncompensated": _accuracy(plain, validation_data, compile_fn)})
+        current, hist = finetune(slimming.strip(pruned), train_data, finetune_epochs,
+                                 compile_fn, validation_data, verbose=verbose)
+        result.histories.append(("finetune", hist))
+    result.model = current
+    return result
+
+
+def _accuracy(model, data, compile_fn):
+    compile_fn(model)
+    return float(model.evaluate(data, verbose=0, return_dict=True)["accuracy"])
