@@ -1,0 +1,62 @@
+"""Size and latency of a .tflite in the LiteRT interpreter (XNNPACK, its CPU default).
+
+Per-operator timing is not offered: ai_edge_litert 2.3.0's Python Interpreter exposes no
+profiler (only the experimental_force_delegate_node_profiling flag, whose results have no
+Python accessor). Use the C++ benchmark_model tool with --enable_op_profiling for that.
+"""
+import time
+
+import numpy as np
+
+from export.errors import ExportError
+from export.verify import load_interpreter
+
+
+def _check_count(value, argument, minimum):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ExportError(f"{argument} must be an integer >= {minimum}, got {value!r}.")
+
+
+def _random_input(detail, rng):
+    dtype = np.dtype(detail["dtype"])
+    shape = tuple(int(d) for d in detail["shape"])
+    if dtype.kind == "f":
+        return rng.standard_normal(shape).astype(dtype)
+    if dtype == np.bool_:
+        return rng.integers(0, 2, shape).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(max(info.min, -128), min(info.max, 127) + 1, shape).astype(dtype)
+
+
+def benchmark_tflite(tflite, threads=(1, 4), warmup=10, runs=100, seed=0):
+    """{"size_bytes", "size_kb", "latency_ms": {threads: {"median", "p90", "min", "mean"}}}
+    for batch-1 inference on random inputs of the file's input dtype."""
+    if isinstance(threads, int):
+        threads = (threads,)
+    for t in threads:
+        _check_count(t, "threads", 1)
+    _check_count(warmup, "warmup", 0)
+    _check_count(runs, "runs", 1)
+    rng = np.random.default_rng(seed)
+    result = {"latency_ms": {}}
+    for t in threads:
+        interpreter, content, label = load_interpreter(tflite, num_threads=t)
+        inputs = [(d["index"], _random_input(d, rng)) for d in interpreter.get_input_details()]
+        for index, value in inputs:
+            interpreter.set_tensor(index, value)
+        for _ in range(warmup):
+            interpreter.invoke()
+        times = np.empty(runs)
+        for i in range(runs):
+            start = time.perf_counter()
+            interpreter.invoke()
+            times[i] = time.perf_counter() - start
+        times *= 1000.0
+        result["latency_ms"][t] = {"median": float(np.median(times)),
+                                   "p90": float(np.percentile(times, 90)),
+                                   "min": float(times.min()), "mean": float(times.mean())}
+        result["size_bytes"] = len(content)
+        result["file"] = label
+    result["size_kb"] = result["size_bytes"] / 1024
+    result["per_op"] = None  # see the module docstring
+    return result
