@@ -1,0 +1,372 @@
+"""Dynamic Channel Execution (Spasov & Liò, 2019): train with a bandit-chosen fraction
+of channels, then keep the most salient ones.
+
+At every training step `CUCBCallback` lets one CUCB bandit per gated channel group
+(keras_slim.cucb) pick the active channels, writes the 0/1 masks into the model's
+ChannelGate layers (keras_slim.gating), and after the step feeds the Taylor saliency
+the gates recorded in the backward pass (keras_slim.saliency) to the bandit as the
+reward of each active channel. `dce_plan` turns the bandits' mean saliencies into a
+ChannelPlan and `run_dce` does the whole pipeline in one call:
+gate -> fit with the callback -> plan -> strip gates -> rebuild -> fine-tune.
+
+Reward normalisation: per group and step the active channels' saliencies are divided
+by their mean (so rewards average 1). Raw Taylor values shrink as the loss falls and
+differ by orders of magnitude between layers; dividing by the step mean makes rewards
+comparable over training and across layers, keeps the exploration coefficient c
+meaningful (c = 1 is on the scale of the rewards) and cancels the 1/B and loss-scale
+factors of dL/dh. A step whose active saliencies are all zero gives zero rewards.
+
+Coupled channels (Add / SE): a group's channel is one arm; its saliency is the sum over
+the group's gates (each gate measures one branch's share of the same channel).
+"""
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from keras_slim import compat
+from keras_slim.compat import keras
+from keras_slim.cucb import CUCB, _is_int, _is_real
+from keras_slim.gating import gate_model, gates_of, strip_gates
+from keras_slim.graph import ChannelGraph
+from keras_slim.plan import plan_from_scores
+from keras_slim.rebuild import rebuild
+
+POLICIES = ("cucb", "random", "fixed")
+_STATE_FORMAT = "keras_slim.CUCBCallback/1"
+
+
+def _check_fraction(value, argument="fraction"):
+    if not _is_real(value) or not 0.0 < value <= 1.0:
+        raise ValueError(f"{argument} must be in (0, 1], got {value!r}.")
+
+
+class CUCBCallback(keras.callbacks.Callback):
+    """Chooses the active channels of a gated model at every training step.
+
+    Args:
+      fraction: share p of each group's channels active per step, in (0, 1]: a float for
+        every group, a dict {group name: p} (a group is named after its first conv;
+        groups not in the dict get the gates' fraction), or None for the fraction
+        stored in the gates by gate_model.
+      warmup_steps: steps tau (>= 0) of uniformly random active sets first.
+      exploration: the CUCB coefficient c (>= 0).
+      policy: "cucb" (default); "random" (a new random set every step: the paper's
+        baseline); "fixed" (random during warm-up, then the top-p by mean saliency,
+        fixed). All policies keep learning the mean saliency of the channels they play.
+      discount: None or gamma in (0, 1) for discounted CUCB.
+      seed: seeds the bandits (group i uses seed + i).
+      checkpoint: if set, the bandit state is written to `<checkpoint>.bandit.json` at
+        the end of every epoch (restore it with `restore(checkpoint)`).
+
+    Masks are set to 1 (all channels) for validation and at the end of training, so
+    evaluating the gated model evaluates the full network.
+    """
+
+    def __init__(self, fraction=None, warmup_steps=100, exploration=1.0, policy="cucb",
+                 discount=None, seed=0, checkpoint=None):
+        super().__init__()
+        if isinstance(fraction, dict):
+            for name, value in fraction.items():
+                _check_fraction(value, f"fraction[{name!r}]")
+        elif fraction is not None:
+            _check_fraction(fraction)
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}.")
+        if not _is_int(seed):
+            raise ValueError(f"seed must be an int, got {seed!r}.")
+        CUCB(1, warmup_steps=warmup_steps, exploration=exploration,
+             discount=discount)  # validates those arguments, naming them
+        self.fraction = fraction
+        self.warmup_steps = int(warmup_steps)
+        self.exploration = float(exploration)
+        self.policy = policy
+        self.discount = discount
+        self.seed = seed
+        self.checkpoint = checkpoint
+        self.bandits = {}      # group name -> CUCB
+        self.fixed = {}        # group name -> active indices, policy "fixed"
+        self.groups = {}       # group name -> [(gate, channel indices in the group)]
+        self.active = {}       # group name -> active indices of the current step
+        self._attached = None
+
+    # --- wiring to a gated model --------------------------------------------------------
+    def attach(self, model):
+        """Read the gates of `model` and create (or check restored) bandits. Called by
+        fit; call it yourself to use the callback outside fit."""
+        gates = gates_of(model)
+        if not gates:
+            raise ValueError(f"model {model.name!r} has no ChannelGate layer; gate it with "
+                             "keras_slim.gating.gate_model first.")
+        groups = {}
+        for gate in gates:
+            channels = int(gate.mask.shape[0])
+            index = np.arange(channels) if gate.channel_index is None \
+                else np.asarray(gate.channel_index, dtype=np.int64)
+            groups.setdefault(gate.group, []).append((gate, index))
+        if isinstance(self.fraction, dict):
+            unknown = sorted(set(self.fraction) - set(groups))
+            if unknown:
+                raise ValueError(f"fraction names groups {unknown} that model "
+                                 f"{model.name!r} does not gate; its groups are "
+                                 f"{sorted(groups)}.")
+        for i, (name, members) in enumerate(groups.items()):
+            size = max(int(index.max()) + 1 for _, index in members)
+            bandit = self.bandits.get(name)
+            if bandit is not None:
+                if bandit.num_arms != size:
+                    raise ValueError(f"restored bandit state of group {name!r} has "
+                                     f"{bandit.num_arms} channels, the model's gates "
+                                     f"{size}. Was it saved for another model?")
+                continue
+            self.bandits[name] = CUCB(size, fraction=self._fraction_of(name, members),
+                                      warmup_steps=self.warmup_steps,
+                                      exploration=self.exploration,
+                                      discount=self.discount, seed=self.seed + i)
+        extra = sorted(set(self.bandits) - set(groups))
+        if extra:
+            raise ValueError(f"restored bandit state has groups {extra} that model "
+                             f"{model.name!r} does not gate.")
+        self.groups = groups
+        self._attached = model
+
+    def _fraction_of(self, name, members):
+        if isinstance(self.fraction, dict) and name in self.fraction:
+            return float(self.fraction[name])
+        if _is_real(self.fraction):
+            return float(self.fraction)
+        return float(members[0][0].fraction)
+
+    def _choose(self, name):
+        bandit = self.bandits[name]
+        if self.policy == "random":
+            return bandit.random_select()
+        if self.policy == "fixed":
+            if bandit.in_warmup:
+                return bandit.random_select()
+            if name not in self.fixed:
+                self.fixed[name] = bandit.best()
+            return self.fixed[name]
+        return bandit.select()
+
+    def _set_masks(self, group_masks):
+        for name, members in self.groups.items():
+            for gate, index in members:
+                gate.mask.assign(group_masks[name][index].astype(np.float32))
+
+    def all_on(self):
+        """Every channel active (evaluation, export)."""
+        self._set_masks({n: np.ones(b.num_arms) for n, b in self.bandits.items()
+                         if n in self.groups})
+
+    def begin_step(self):
+        """Choose this step's active channels and write the masks."""
+        masks = {}
+        for name in self.groups:
+            self.active[name] = np.asarray(self._choose(name), dtype=np.int64)
+            masks[name] = np.zeros(self.bandits[name].num_arms)
+            masks[name][self.active[name]] = 1.0
+        self._set_masks(masks)
+
+    def end_step(self):
+        """Feed the saliency recorded in the backward pass to the bandits."""
+        for name, members in self.groups.items():
+            bandit = self.bandits[name]
+            saliency = np.zeros(bandit.num_arms)
+            for gate, index in members:
+                np.add.at(saliency, index, np.asarray(gate.saliency.numpy(), np.float64))
+            active = self.active[name]
+            rewards = saliency[active]
+            if not np.isfinite(rewards).all():
+                continue  # a diverged step says nothing about the channels
+            mean = rewards.mean()
+            rewards = rewards / mean if mean > 0 else np.zeros_like(rewards)
+            bandit.update(active, rewards)
+
+    # --- Keras hooks ----------------------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        steps = getattr(self.model, "steps_per_execution", None)
+        if steps is None:
+            steps = getattr(self.model, "_steps_per_execution", None)
+        if steps is not None and int(np.asarray(steps)) > 1:
+            raise ValueError("CUCBCallback needs steps_per_execution=1 (it changes the "
+                             f"masks between steps), got {int(np.asarray(steps))}.")
+        if self._attached is not self.model:
+            self.attach(self.model)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.begin_step()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.end_step()
+
+    def on_test_begin(self, logs=None):
+        self.all_on()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.checkpoint:
+            self.save(self.checkpoint)
+
+    def on_train_end(self, logs=None):
+        self.all_on()
+
+    # --- state ------------------------------------------------------------------------
+    def get_state(self):
+        return {"format": _STATE_FORMAT, "policy": self.policy,
+                "bandits": {n: b.get_state() for n, b in self.bandits.items()},
+                "fixed": {n: [int(i) for i in v] for n, v in self.fixed.items()}}
+
+    def set_state(self, state):
+        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+            raise ValueError(f"state is not a CUCBCallback state (missing 'format': "
+                             f"{_STATE_FORMAT!r}).")
+        self.bandits = {n: CUCB.from_state(s) for n, s in state["bandits"].items()}
+        self.fixed = {n: np.asarray(v, dtype=np.int64) for n, v in state["fixed"].items()}
+        if self._attached is not None:
+            self.attach(self._attached)  # re-check the restored groups against the gates
+        return self
+
+    @staticmethod
+    def state_path(checkpoint):
+        return f"{os.fspath(checkpoint)}.bandit.json"
+
+    def save(self, checkpoint):
+        """Write the bandit state next to a weights checkpoint: `<checkpoint>.bandit.json`."""
+        path = self.state_path(checkpoint)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.get_state(), f)
+        os.replace(tmp, path)  # never leave a half-written state behind
+        return path
+
+    def restore(self, checkpoint):
+        path = self.state_path(checkpoint)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"bandit state file '{path}' does not exist.")
+        with open(path) as f:
+            try:
+                state = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"bandit state file '{path}' is not valid JSON: {e}") \
+                    from None
+        return self.set_state(state)
+
+
+def _bandits_of(source):
+    if isinstance(source, CUCBCallback):
+        return source.bandits
+    if isinstance(source, dict):
+        if source.get("format") == _STATE_FORMAT:
+            source = source["bandits"]
+        return {n: b if isinstance(b, CUCB) else CUCB.from_state(b)
+                for n, b in source.items()}
+    raise ValueError(f"source must be a CUCBCallback, its get_state() or a dict "
+                     f"{{group: CUCB or CUCB state}}, got {type(source).__name__}.")
+
+
+def dce_plan(source, model, keep_fraction, round_to=8, **kwargs):
+    """A ChannelPlan keeping the `keep_fraction` most salient channels (by the bandits'
+    mean saliency) of every gated group; ungated groups stay whole.
+
+    `model` is the plain model or the gated one (its gates are stripped first); layer
+    and group names are the same in both. Channels never played rank last. Extra
+    keyword arguments go to keras_slim.plan.plan_from_scores.
+    """
+    _check_fraction(keep_fraction, "keep_fraction")
+    bandits = _bandits_of(source)
+    if not bandits:
+        raise ValueError("source holds no bandit: train with CUCBCallback first.")
+    compat.ensure_model(model)
+    plain = strip_gates(model) if gates_of(model) else model
+    graph = ChannelGraph(plain)
+    groups = {g.name: g for g in graph.groups}
+    scores = {}
+    for name, bandit in bandits.items():
+        group = groups.get(name)
+        if group is None or group.size != bandit.num_arms:
+            raise ValueError(f"bandit group {name!r} ({bandit.num_arms} channels) does not "
+                             f"match model {plain.name!r}. Was it trained on another model?")
+        # Rewards are >= 0, so -1 puts channels with no observation below all others.
+        values = np.where(bandit.T > 0, bandit.mu, -1.0)
+        index = {int(r): j for j, r in enumerate(group.roots)}
+        for path in group.layers:
+            scores[path] = values[[index[int(r)] for r in graph.channel_roots(path)]]
+    kwargs.setdefault("aggregate", "max")  # every member carries the same value
+    meta = dict(kwargs.pop("meta", {}) or {}, criterion="dce_cucb",
+                keep_fraction=keep_fraction)
+    return plan_from_scores(graph, scores, 1.0 - keep_fraction, scope="layer",
+                            round_to=round_to, meta=meta, **kwargs)
+
+
+@dataclass
+class DCEResult:
+    model: object            # the compact, fine-tuned model
+    plan: object             # ChannelPlan
+    callback: CUCBCallback
+    gated_model: object      # the trained gated model (all masks 1)
+    history: object = None
+    finetune_history: object = None
+
+
+def _fresh_optimizer(optimizer):
+    if isinstance(optimizer, str):
+        return keras.optimizers.get(optimizer)
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        # An optimizer's slots belong to one model: each phase gets its own copy.
+        return type(optimizer).from_config(optimizer.get_config())
+    raise ValueError(f"optimizer must be a name or a keras optimizer, got "
+                     f"{type(optimizer).__name__}.")
+
+
+def _fit(model, data, epochs, batch_size, callbacks, verbose, steps_per_epoch):
+    if isinstance(data, tuple) and len(data) == 2:
+        return model.fit(data[0], data[1], epochs=epochs, batch_size=batch_size,
+                         callbacks=callbacks, verbose=verbose, steps_per_epoch=steps_per_epoch)
+    # A dataset or generator comes batched (and shuffled) by the caller.
+    return model.fit(data, epochs=epochs, callbacks=callbacks, verbose=verbose,
+                     steps_per_epoch=steps_per_epoch, shuffle=False)
+
+
+def run_dce(model, train_data, fraction=0.5, epochs=1, finetune_epochs=1,
+            keep_fraction=None, loss=None, optimizer="adam", metrics=None, layers=None,
+            warmup_steps=100, exploration=1.0, policy="cucb", discount=None, seed=0,
+            round_to=8, batch_size=32, steps_per_epoch=None, checkpoint=None, verbose=0):
+    """Dynamic Channel Execution in one call; `model` is not changed.
+
+    Gates the model (gate_model), trains it `epochs` epochs with CUCBCallback (p =
+    `fraction` active per step), keeps the `keep_fraction` (default: `fraction`) most
+    salient channels of every gated group (dce_plan), strips the gates, rebuilds the
+    compact model and fine-tunes it `finetune_epochs` epochs.
+
+    train_data: a tf.data.Dataset / generator of (x, y) batches, or an (x, y) tuple
+    (batched with batch_size). loss defaults to the loss `model` was compiled with.
+    Returns a DCEResult.
+    """
+    compat.ensure_model(model)
+    _check_fraction(fraction)
+    keep_fraction = fraction if keep_fraction is None else keep_fraction
+    _check_fraction(keep_fraction, "keep_fraction")
+    for arg, value in (("epochs", epochs), ("finetune_epochs", finetune_epochs)):
+        if not _is_int(value) or value < 0:
+            raise ValueError(f"{arg} must be an int >= 0, got {value!r}.")
+    if loss is None:
+        loss = getattr(model, "loss", None)
+        if loss is None:
+            raise ValueError("loss: model is not compiled; pass loss=... to run_dce.")
+    callback = CUCBCallback(fraction, warmup_steps=warmup_steps, exploration=exploration,
+                            policy=policy, discount=discount, seed=seed,
+                            checkpoint=checkpoint)
+    gated = gate_model(model, fraction, layers=layers)
+    gated.compile(optimizer=_fresh_optimizer(optimizer), loss=loss, metrics=metrics)
+    callback.attach(gated)
+    history = _fit(gated, train_data, epochs, batch_size, [callback], verbose,
+                   steps_per_epoch) if epochs else None
+    callback.all_on()
+    plain = strip_gates(gated)
+    plan = dce_plan(callback, plain, keep_fraction, round_to=round_to)
+    compact = rebuild(plain, plan)
+    compact.compile(optimizer=_fresh_optimizer(optimizer), loss=loss, metrics=metrics)
+    finetune = _fit(compact, train_data, finetune_epochs, batch_size, None, verbose,
+                    steps_per_epoch) if finetune_epochs else None
+    return DCEResult(compact, plan, callback, gated, history, finetune)

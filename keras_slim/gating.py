@@ -1,0 +1,328 @@
+"""Per-channel gates for Dynamic Channel Execution.
+
+`ChannelGate` multiplies its input by a 0/1 mask held in a non-trainable variable, so
+an inactive channel is exactly zero downstream and gets exactly zero gradient (the conv,
+BN and activation before it see dL/dh = 0 for that channel). In training it also records
+the Taylor saliency of every channel from the backward pass training already runs (see
+keras_slim.saliency).
+
+`gate_model` inserts a gate behind each gatable conv (after the BN and activation that
+follow it, i.e. on the feature map h whose channels are gated); `strip_gates` removes
+them again. Both edit the model's config and copy weights: the user's model is never
+changed.
+
+Coupled channels: channels joined by Add / SE Multiply are one ChannelGraph group and
+one channel there is one arm. Every member layer of a gated group gets its own gate,
+but all gates of a group are driven by one mask over the group's channels (the gate's
+`channel_index` maps its channels to the group's), so a residual channel is on or off
+in every branch at once — otherwise switching it off in one branch would not remove it.
+
+Compact execution later: a gate already knows its group and active set; a layer that
+reads the same mask could gather the active filters and run a narrower conv.
+"""
+import copy
+
+import tensorflow as tf
+
+from keras_slim import compat
+from keras_slim.compat import GraphError, keras, register_serializable
+from keras_slim.cucb import _is_real
+from keras_slim.graph import ChannelGraph
+from keras_slim.saliency import gated_product
+
+GATABLE = ("Conv1D", "Conv2D", "Conv3D", "SeparableConv1D", "SeparableConv2D")
+# Layers the gate moves behind: per-channel, so h keeps the conv's channels.
+_FOLLOW = ("BatchNormalization", "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU",
+           "ThresholdedReLU")
+
+
+@register_serializable()
+class ChannelGate(keras.layers.Layer):
+    """y = x * mask over the last axis; mask is a non-trainable 0/1 variable (C,).
+
+    Args:
+      group: name of the ChannelGraph group whose channels this gate switches.
+      channel_index: for each of this layer's channels, its index in the group (None:
+        the identity).
+      fraction: share of the group's channels meant to be active per step (read by
+        keras_slim.dce.CUCBCallback as its default).
+    """
+
+    def __init__(self, group=None, channel_index=None, fraction=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if not _is_real(fraction) or not 0.0 < fraction <= 1.0:
+            raise ValueError(f"ChannelGate {self.name!r}: fraction must be in (0, 1], "
+                             f"got {fraction!r}.")
+        self.group = group
+        self.channel_index = None if channel_index is None else [int(i) for i in
+                                                                 channel_index]
+        self.fraction = float(fraction)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError(f"ChannelGate {self.name!r}: the channel axis must be known.")
+        if self.channel_index is not None and len(self.channel_index) != channels:
+            raise ValueError(f"ChannelGate {self.name!r}: channel_index has "
+                             f"{len(self.channel_index)} entries for {channels} channels.")
+        self.mask = self.add_weight(name="mask", shape=(channels,), initializer="ones",
+                                    trainable=False)
+        # Taylor saliency of the last training step, per channel (see saliency.py).
+        self.saliency = self.add_weight(name="saliency", shape=(channels,),
+                                        initializer="zeros", trainable=False)
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        mask = tf.cast(tf.convert_to_tensor(self.mask), inputs.dtype)
+        if training:
+            return gated_product(inputs, mask, self.saliency)
+        return inputs * mask
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(group=self.group, channel_index=self.channel_index,
+                      fraction=self.fraction)
+        return config
+
+
+def gates_of(model):
+    """The ChannelGate layers of a model, in layer order."""
+    return [layer for layer in model.layers if isinstance(layer, ChannelGate)]
+
+
+# --- config surgery ---------------------------------------------------------------------
+def _serialize(layer):
+    if compat.LEGACY_KERAS:
+        return keras.layers.serialize(layer)
+    return keras.saving.serialize_keras_object(layer)
+
+
+def _rename_refs(value, old, new):
+    """Point every reference to output 0 of layer `old` at layer `new` (both formats)."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":  # Keras 3
+            history = value["config"]["keras_history"]
+            if history[0] == old and history[2] == 0:
+                value["config"]["keras_history"] = [new, 0, 0]
+            return
+        for v in value.values():
+            _rename_refs(v, old, new)
+    elif isinstance(value, (list, tuple)):  # Keras 3 configs hold tuples too
+        # tf_keras: [layer_name, node_index, tensor_index, kwargs]
+        if len(value) == 4 and isinstance(value[0], str) and isinstance(value[3], dict):
+            if value[0] == old and value[2] == 0:
+                value[0], value[1], value[2] = new, 0, 0  # tf_keras lists are mutable
+            return
+        for v in value:
+            _rename_refs(v, old, new)
+
+
+def _inbound_node(layer):
+    if compat.LEGACY_KERAS:
+        return [[[layer.name, 0, 0, {}]]]
+    out = layer.output
+    return [{"args": [{"class_name": "__keras_tensor__",
+                       "config": {"shape": list(out.shape), "dtype": out.dtype,
+                                  "keras_history": [layer.name, 0, 0]}}],
+             "kwargs": {}}]
+
+
+def _drop_build_configs(config):
+    for entry in config.get("layers", []):
+        entry.pop("build_config", None)
+
+
+def _copy_weights(source, target):
+    """Weights by layer name; layers only in `target` (gates) keep their initial values."""
+    by_name = {layer.name: layer for layer in source.layers}
+    for layer in target.layers:
+        src = by_name.get(layer.name)
+        if src is not None and src.weights:
+            layer.set_weights(src.get_weights())
+
+
+def _from_config(model, config):
+    try:
+        if isinstance(model, keras.Sequential):
+            return keras.Sequential.from_config(config)
+        return keras.Model.from_config(config)
+    except Exception as e:  # our config edit was rejected: say on which model
+        raise GraphError(f"rebuilding model {model.name!r} from its edited config "
+                         f"failed: {e}") from e
+
+
+def _insert_gates(model, gates):
+    """A copy of `model` with gates[(target layer name)] = ChannelGate inserted behind
+    each target layer."""
+    config = copy.deepcopy(model.get_config())
+    _drop_build_configs(config)
+    layers = config["layers"]
+    new_layers = []
+    for entry in layers:
+        new_layers.append(entry)
+        name = entry["config"]["name"]
+        gate = gates.get(name)
+        if gate is None:
+            continue
+        gate_entry = _serialize(gate)
+        gate_entry.pop("build_config", None)
+        if not isinstance(model, keras.Sequential):
+            gate_entry["name"] = gate.name
+            gate_entry["inbound_nodes"] = _inbound_node(model.get_layer(name))
+            for other in layers:
+                if other is not entry:
+                    _rename_refs(other.get("inbound_nodes", []), name, gate.name)
+        new_layers.append(gate_entry)
+    config["layers"] = new_layers
+    return _from_config(model, config)
+
+
+def _chain_end(graph, op, consumers):
+    """Follow single-consumer BN / activation layers behind `op`: the gate goes on h."""
+    seen = set()
+    if op.config.get("activation", "linear") not in ("linear", None):
+        seen.add("act")  # conv already applies its activation; a BN may still follow
+    while True:
+        nexts = consumers.get(op.outputs[0], [])
+        if len(nexts) != 1 or len(op.outputs) != 1 or len(nexts[0].inputs) != 1:
+            return op
+        nxt = nexts[0]
+        kind = "bn" if nxt.class_name == "BatchNormalization" else \
+            "act" if nxt.class_name in _FOLLOW else None
+        if kind is None or kind in seen or len(nxt.names) != 1:
+            return op
+        seen.add(kind)
+        op = nxt
+
+
+def _unique_name(wanted, taken):
+    name, n = wanted, 1
+    while name in taken:
+        name, n = f"{wanted}_{n}", n + 1
+    taken.add(name)
+    return name
+
+
+def gate_model(model, fraction, layers=None):
+    """A copy of `model` with a ChannelGate on the output h of every gatable conv.
+
+    Args:
+      model: a functional or Sequential Keras model (not changed).
+      fraction: share of channels active per training step, in (0, 1] (stored in the
+        gates as the default of CUCBCallback).
+      layers: names of conv layers to gate (their whole ChannelGraph group is gated);
+        None gates every top-level conv whose channels can all be pruned.
+
+    Raises ValueError naming the layer if a requested layer cannot be gated (its
+    channels reach the model output, it is not a conv, ...) or the model has none.
+    """
+    compat.ensure_model(model)
+    if not _is_real(fraction) or not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}.")
+    if gates_of(model):
+        raise ValueError(f"model {model.name!r} already has ChannelGate layers "
+                         f"({[g.name for g in gates_of(model)]}); strip_gates it first.")
+    graph = ChannelGraph(model)
+    consumers = {}
+    for op in graph.ops:
+        for key in op.inputs:
+            consumers.setdefault(key, []).append(op)
+
+    def problem(group):
+        """Why a group cannot be gated, or None."""
+        if not group.prunable.all():
+            return ("some of its channels reach a model input/output or a barrier layer, "
+                    "so they can never be switched off")
+        nested = [p for p in group.layers if "/" in p]
+        if nested:
+            return f"its channels are created inside nested models ({nested})"
+        return None
+
+    groups = []
+    if layers is None:
+        for group in graph.groups:
+            if any(graph.op_by_path[p].class_name in GATABLE for p in group.layers) \
+                    and problem(group) is None:
+                groups.append(group)
+        if not groups:
+            raise ValueError(
+                f"model {model.name!r} has no gatable conv layer: DCE gates the channels "
+                f"of {', '.join(GATABLE)} layers whose channels do not reach the model "
+                "output.")
+    else:
+        if isinstance(layers, str) or not all(isinstance(n, str) for n in layers):
+            raise ValueError(f"layers must be a list of layer names, got {layers!r}.")
+        for name in layers:
+            op = graph.op_by_path.get(name)
+            if op is None:
+                raise ValueError(f"layers: model {model.name!r} has no layer {name!r}.")
+            if op.class_name not in GATABLE or op.config.get("groups", 1) != 1:
+                raise ValueError(f"layers: layer {name!r} is a {op.class_name}; only "
+                                 f"{', '.join(GATABLE)} with groups=1 can be gated.")
+            group = graph.group_of(name)
+            why = problem(group)
+            if why is not None:
+                raise ValueError(f"layers: layer {name!r} cannot be gated: {why}.")
+            if group not in groups:
+                groups.append(group)
+
+    taken = {layer.name for layer in model.layers}
+    gates = {}
+    for group in groups:
+        index = {int(r): j for j, r in enumerate(group.roots)}
+        for path in group.layers:
+            end = _chain_end(graph, graph.op_by_path[path], consumers)
+            if end.outputs[0] in graph.output_keys:
+                raise ValueError(f"layer {path!r} cannot be gated: its output is a model "
+                                 "output.")
+            channel_index = [index[int(r)] for r in graph.roots(graph.ids[end.outputs[0]])]
+            identity = channel_index == list(range(group.size))
+            gates[end.path] = ChannelGate(
+                group=group.name, channel_index=None if identity else channel_index,
+                fraction=fraction, name=_unique_name(f"{path}_gate", taken))
+    new = _insert_gates(model, gates)
+    _copy_weights(model, new)
+    return new
+
+
+def strip_gates(model):
+    """A copy of `model` without its ChannelGate layers (same outputs when every mask
+    is 1); layer names and weights of the other layers are kept."""
+    compat.ensure_model(model)
+    config = copy.deepcopy(model.get_config())
+    _drop_build_configs(config)
+    gate_names = {g.name for g in gates_of(model)}
+    if not gate_names:
+        raise ValueError(f"model {model.name!r} has no ChannelGate layer to strip.")
+    kept = []
+    for entry in config["layers"]:
+        name = entry["config"]["name"]
+        if name not in gate_names:
+            kept.append(entry)
+            continue
+        if isinstance(model, keras.Sequential):
+            continue
+        calls = compat.inbound_calls(entry)
+        source = calls[0][0][0]
+        for other in config["layers"]:
+            if other is not entry:
+                _rename_refs(other.get("inbound_nodes", []), name, source)
+        _rename_io(config, "output_layers", name, source)
+    config["layers"] = kept
+    new = _from_config(model, config)
+    _copy_weights(model, new)
+    return new
+
+
+def _rename_io(config, key, old, new):
+    refs = config.get(key)
+    if not refs:
+        return
+    if isinstance(refs[0], str):  # a single tensor, Keras 3 style
+        if refs[0] == old:
+            config[key] = [new, 0, 0]
+        return
+    config[key] = [[new, 0, 0] if ref[0] == old else list(ref) for ref in refs]
