@@ -84,6 +84,13 @@ def inbound_calls(layer_config):
                                  "a keyword argument (e.g. mask=); that is not supported.")
         else:  # tf_keras: [[name, node_index, tensor_index, kwargs], ...]
             refs = [(entry[0], entry[2]) for entry in node]
+            for entry in node:
+                kwargs = entry[3] if len(entry) > 3 else {}
+                if any(isinstance(v, (list, tuple)) and v and isinstance(v[0], str)
+                       for v in kwargs.values()):
+                    raise GraphError(f"layer {layer_config['config']['name']!r} takes a "
+                                     "tensor as a keyword argument (e.g. mask=); that is "
+                                     "not supported.")
         calls.append(refs)
     return calls
 
@@ -109,8 +116,25 @@ def is_graph_model(model):
     return isinstance(model, Functional)
 
 
-def nested_model_class(layer):
-    return keras.Sequential if isinstance(layer, keras.Sequential) else keras.Model
+def drop_build_configs(config):
+    """Keras 3 records each layer's input shape; after a width edit, let the graph build."""
+    for entry in config.get("layers", []):
+        entry.pop("build_config", None)
+        if isinstance(entry.get("config"), dict) and "layers" in entry["config"]:
+            drop_build_configs(entry["config"])
+    return config
+
+
+def model_from_config(model, config, what="rebuilding"):
+    """A new Functional/Sequential model from an edited config of `model`."""
+    drop_build_configs(config)
+    try:
+        if isinstance(model, keras.Sequential):
+            return type(model).from_config(config)
+        return keras.Model.from_config(config)
+    except Exception as e:  # a config edit Keras rejects is our bug: say where
+        raise GraphError(f"{what} model {model.name!r} from its edited config "
+                         f"failed: {e}") from e
 
 
 def export_saved_model(model, path):

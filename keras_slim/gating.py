@@ -130,11 +130,6 @@ def _inbound_node(layer):
              "kwargs": {}}]
 
 
-def _drop_build_configs(config):
-    for entry in config.get("layers", []):
-        entry.pop("build_config", None)
-
-
 def _copy_weights(source, target):
     """Weights by layer name; layers only in `target` (gates) keep their initial values."""
     by_name = {layer.name: layer for layer in source.layers}
@@ -144,21 +139,11 @@ def _copy_weights(source, target):
             layer.set_weights(src.get_weights())
 
 
-def _from_config(model, config):
-    try:
-        if isinstance(model, keras.Sequential):
-            return keras.Sequential.from_config(config)
-        return keras.Model.from_config(config)
-    except Exception as e:  # our config edit was rejected: say on which model
-        raise GraphError(f"rebuilding model {model.name!r} from its edited config "
-                         f"failed: {e}") from e
-
-
 def _insert_gates(model, gates):
     """A copy of `model` with gates[(target layer name)] = ChannelGate inserted behind
     each target layer."""
     config = copy.deepcopy(model.get_config())
-    _drop_build_configs(config)
+    compat.drop_build_configs(config)
     layers = config["layers"]
     new_layers = []
     for entry in layers:
@@ -177,7 +162,7 @@ def _insert_gates(model, gates):
                     _rename_refs(other.get("inbound_nodes", []), name, gate.name)
         new_layers.append(gate_entry)
     config["layers"] = new_layers
-    return _from_config(model, config)
+    return compat.model_from_config(model, config)
 
 
 def _chain_end(graph, op, consumers):
@@ -293,7 +278,7 @@ def strip_gates(model):
     is 1); layer names and weights of the other layers are kept."""
     compat.ensure_model(model)
     config = copy.deepcopy(model.get_config())
-    _drop_build_configs(config)
+    compat.drop_build_configs(config)
     gate_names = {g.name for g in gates_of(model)}
     if not gate_names:
         raise ValueError(f"model {model.name!r} has no ChannelGate layer to strip.")
@@ -312,7 +297,7 @@ def strip_gates(model):
                 _rename_refs(other.get("inbound_nodes", []), name, source)
         _rename_io(config, "output_layers", name, source)
     config["layers"] = kept
-    new = _from_config(model, config)
+    new = compat.model_from_config(model, config)
     _copy_weights(model, new)
     return new
 

@@ -40,6 +40,7 @@ class Op:
     outputs: list
     graph: "ChannelGraph" = field(repr=False, default=None)
     extra: dict = field(default_factory=dict)
+    rule: object = None       # its keras_slim.rules entry (None for inputs)
 
     @property
     def path(self):

@@ -128,7 +128,7 @@ def _check_ratio(ratio):
         raise ValueError(f"ratio must be in [0, 1), got {ratio!r}.")
 
 
-def group_scores(graph, scores, aggregate="sum"):
+def group_scores(graph, scores, aggregate="mean"):
     """Per-group channel importance from per-layer scores {layer path: vector over the
     layer's output channels}; a channel's score aggregates all its members' scores."""
     if aggregate not in AGGREGATES:
@@ -153,20 +153,29 @@ def group_scores(graph, scores, aggregate="sum"):
 
 
 def _kept_count(size, wanted, min_channels, min_fraction, round_to):
+    """Kept channels of a group: at least the floor, rounded *up* to a multiple of
+    round_to (never removes more than asked), never more than the group has."""
     floor = max(1, min_channels, math.ceil(min_fraction * size))
     count = max(wanted, floor)
-    if round_to > 1:
-        count = max(round_to, int(round(count / round_to)) * round_to)
-        count = max(count, min(floor, size))
-    return int(min(count, size))
+    if count >= size:
+        return size
+    return int(min(size, math.ceil(count / round_to) * round_to))
 
 
-def plan_from_scores(graph_or_model, scores, ratio, scope="global", aggregate="sum",
+def _lowest(values, k):
+    """Indices of the k lowest values; ties broken by position (stable)."""
+    return np.argsort(values, kind="stable")[:k]
+
+
+def plan_from_scores(graph_or_model, scores, ratio, scope="global", aggregate="mean",
                      min_channels=1, min_fraction=0.0, round_to=8, meta=None):
     """Remove the `ratio` least important prunable channels.
 
-    scope="global": one threshold over every scored channel (Network Slimming);
-    scope="layer": the same ratio inside each group. Groups with no score stay whole.
+    scope="global": the round(ratio * n) lowest-scored of all n scored channels, ranked
+    together (Network Slimming's global threshold; ties broken by position);
+    scope="layer": the same share inside each group. Groups with no score stay whole.
+    A coupled channel's score aggregates its members' (default: mean, so a channel shared
+    by many residual layers is not favoured by a sum). Then the floor and rounding apply.
     """
     _check_ratio(ratio)
     if scope not in ("global", "layer"):
@@ -178,31 +187,31 @@ def plan_from_scores(graph_or_model, scores, ratio, scope="global", aggregate="s
     if not per_group:
         raise ValueError(f"no importance covers a whole group of model "
                          f"{graph.model.name!r}; scores were given for {sorted(scores)}.")
-    threshold = None
+    scored = [g for g in graph.groups if g.name in per_group and g.prunable.any()]
+    removed = {g.name: 0 for g in scored}
     if scope == "global":
-        pool = np.concatenate([per_group[g.name][g.prunable] for g in graph.groups
-                               if g.name in per_group])
-        threshold = np.quantile(pool, ratio, method="lower") if len(pool) and ratio > 0 \
-            else -np.inf
+        owners = [(g.name, j) for g in scored for j in np.flatnonzero(g.prunable)]
+        pool = np.array([per_group[name][j] for name, j in owners])
+        for i in _lowest(pool, int(round(ratio * len(pool)))):
+            removed[owners[i][0]] += 1
+    else:
+        for g in scored:
+            removed[g.name] = int(math.floor(ratio * int(g.prunable.sum())))
     plans = []
-    for group in graph.groups:
-        values = per_group.get(group.name)
-        if values is None or not group.prunable.any():
-            continue
-        prunable = np.flatnonzero(group.prunable)
-        if scope == "global":
-            wanted = int((values[prunable] > threshold).sum()) if ratio > 0 else len(prunable)
-        else:
-            wanted = len(prunable) - int(math.floor(ratio * len(prunable)))
-        fixed = group.size - len(prunable)
-        count = _kept_count(group.size, wanted + fixed, min_channels, min_fraction, round_to)
+    for group in scored:
+        values = per_group[group.name]
+        fixed = group.size - int(group.prunable.sum())
+        count = _kept_count(group.size, group.size - removed[group.name], min_channels,
+                            min_fraction, round_to)
         # Fixed channels are always kept; the rest by score.
         order = np.argsort(-np.where(group.prunable, values, np.inf), kind="stable")
         keep = _keep_one_per_layer(graph, group, set(int(i) for i in order[:max(count, fixed)]),
                                    order)
         plans.append(GroupPlan(group.name, group.layers, group.size, keep))
-    meta = dict(meta or {}, ratio=ratio, scope=scope, round_to=round_to)
-    return ChannelPlan(graph.model.name, plans, meta)
+    plan = ChannelPlan(graph.model.name, plans, dict(
+        meta or {}, ratio=ratio, scope=scope, aggregate=aggregate, round_to=round_to))
+    plan.meta["removed_share"] = round(1 - plan.kept_channels / max(plan.total_channels, 1), 4)
+    return plan
 
 
 def _keep_one_per_layer(graph, group, keep, order):

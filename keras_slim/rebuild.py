@@ -91,14 +91,6 @@ def _config_entry(config, names):
     return node
 
 
-def _drop_build_configs(config):
-    """Keras 3 records each layer's input shape; widths change, so let the graph build."""
-    for entry in config.get("layers", []):
-        entry.pop("build_config", None)
-        if isinstance(entry.get("config"), dict) and "layers" in entry["config"]:
-            _drop_build_configs(entry["config"])
-
-
 def _get_layer(model, names):
     layer = model
     for part in names:
@@ -130,9 +122,10 @@ def _zero(w, axis, mask):
     return w * mask.reshape(shape).astype(w.dtype)
 
 
-def _constants(graph):
+def _constants(graph, gamma_tolerance=0.0):
     """Per tensor: per-channel constant value (NaN: not constant) and whether any
     border-altering layer lies upstream."""
+    graph.gamma_tolerance = gamma_tolerance  # read by the BatchNorm rule
     values, approx = {}, {}
     for op in graph.ops:
         if op.class_name == "InputLayer":
@@ -141,42 +134,55 @@ def _constants(graph):
                 approx[key] = False
             continue
         outs = op.rule.constants(op, [values[k] for k in op.inputs])
-        border = any(approx[k] for k in op.inputs) or bool(op.rule.alters_borders)
+        border = any(approx[k] for k in op.inputs) or op.rule.alters_borders(op)
         for key, v in zip(op.outputs, outs):
             values[key], approx[key] = np.asarray(v, dtype=np.float64), border
     return values, approx
 
 
-_FOLDABLE = ("Conv1D", "Conv2D", "Conv3D", "Dense")
+_FOLDABLE = ("Conv1D", "Conv2D", "Conv3D", "Dense", "SeparableConv1D", "SeparableConv2D")
 
 
-def _compensate(graph, masks, new_weights, configs, report):
+def _response(op, weights, v):
+    """Interior output of a consumer to constant inputs v (0 where not folded)."""
+    if op.class_name.startswith("Separable"):
+        depthwise, pointwise = weights[0], weights[1]
+        per_tap = depthwise.sum(axis=tuple(range(depthwise.ndim - 2)))  # (C, m)
+        mid = (v[:, None] * per_tap).reshape(-1)                           # (C*m,)
+        return mid @ pointwise.reshape(-1, pointwise.shape[-1])
+    kernel = weights[0]
+    return np.tensordot(v, kernel.sum(axis=tuple(range(kernel.ndim - 2))), axes=1)
+
+
+def _compensate(graph, masks, new_weights, configs, report, gamma_tolerance):
     """Fold the constants of removed channels into consumers, updating new_weights
     (full-size, per op path) and configs (entries to edit) in place."""
-    values, approx = _constants(graph)
+    values, approx = _constants(graph, gamma_tolerance)
     consumers = {}
     for op in graph.ops:
         for key in op.inputs:
             consumers.setdefault(key, []).append(op)
     for op in graph.ops:
-        if op.class_name not in _FOLDABLE or op.config.get("groups", 1) != 1 \
-                or not getattr(op.rule, "consumer", False):
+        if op.rule is None or not op.rule.consumer or op.config.get("groups", 1) != 1:
             continue
         key = op.inputs[0]
         v = values[key]
         use = ~masks.of(key) & np.isfinite(v) & (v != 0)
         if not use.any():
             continue
+        if op.class_name not in _FOLDABLE:  # e.g. a transposed conv: say it was dropped
+            report.compensations.append(Compensation(op.path, int(use.sum()), "not folded",
+                                                     False))
+            continue
         kernel = new_weights[op.path][0]
-        # Interior response of the kernel to a constant input on the removed channels.
-        delta = np.tensordot(np.where(use, v, 0.0),
-                             kernel.sum(axis=tuple(range(kernel.ndim - 2))), axes=1)
+        delta = _response(op, new_weights[op.path], np.where(use, v, 0.0))
         spatial = kernel.shape[:-2]
         exact = (not approx[key]) and (
             all(k == 1 for k in spatial) or op.config.get("padding", "valid") == "valid")
         nexts = consumers.get(op.outputs[0], [])
+        bias_index = 2 if op.class_name.startswith("Separable") else 1
         if op.config.get("use_bias", True):
-            new_weights[op.path][1] = new_weights[op.path][1] + delta
+            new_weights[op.path][bias_index] = new_weights[op.path][bias_index] + delta
             target = "bias"
         elif len(nexts) == 1 and isinstance(nexts[0].rule, rules.BatchNorm):
             bn = nexts[0]
@@ -185,23 +191,23 @@ def _compensate(graph, masks, new_weights, configs, report):
             target = f"bn_moving_mean:{bn.path}"
         else:
             configs[op.path]["config"]["use_bias"] = True
-            new_weights[op.path] = new_weights[op.path][:1] + [delta.astype(kernel.dtype)]
+            new_weights[op.path] = new_weights[op.path][:bias_index] + [
+                delta.astype(kernel.dtype)]
             target = "new_bias"
         report.compensations.append(Compensation(op.path, int(use.sum()), target, exact))
 
 
-def _build(model, plan, edit, resize, compensate):
+def _build(model, plan, edit, resize, compensate, gamma_tolerance):
     graph = ChannelGraph(model)
     masks = _Masks(graph, plan)
     config = copy.deepcopy(model.get_config())
-    _drop_build_configs(config)
     entries = {op.path: _config_entry(config, op.names) for op in graph.ops
                if op.class_name != "InputLayer"}
     weights = {op.path: [np.asarray(w) for w in op.layer.get_weights()]
                for op in graph.ops if op.class_name != "InputLayer"}
     report = RebuildReport()
     if compensate:
-        _compensate(graph, masks, weights, entries, report)
+        _compensate(graph, masks, weights, entries, report, gamma_tolerance)
     if resize:
         for op in graph.ops:
             if op.path in entries:
@@ -210,12 +216,7 @@ def _build(model, plan, edit, resize, compensate):
             cfg = _config_entry(config, names)["config"]
             shape_key = compat.input_layer_shape_key(cfg)
             cfg[shape_key] = list(cfg[shape_key])[:-1] + [int(masks.of(key).sum())]
-    try:
-        new = type(model).from_config(config) if isinstance(model, keras.Sequential) \
-            else keras.Model.from_config(config)
-    except Exception as e:  # a config edit Keras rejects is our bug: say where
-        raise GraphError(f"rebuilding model {model.name!r} from its edited config "
-                         f"failed: {e}") from e
+    new = compat.model_from_config(model, config)
     for op in graph.ops:
         if op.class_name == "InputLayer" or not weights[op.path]:
             continue
@@ -224,18 +225,21 @@ def _build(model, plan, edit, resize, compensate):
     return new, report
 
 
-def rebuild(model, plan, compensate=True, return_report=False):
+def rebuild(model, plan, compensate=True, return_report=False, gamma_tolerance=0.0):
     """A new model with only the plan's channels, sliced weights, the same layer names.
 
     The input model is not changed. With compensate=True (default) the constant output
     of removed channels (BN γ = 0 emits act(β)) is folded into the consumers.
+    gamma_tolerance > 0 also treats removed channels with |γ| at most that as emitting
+    act(β) — an approximation (E[γ·x̂ + β] = β before the activation) for Network
+    Slimming, where sparsity training leaves γ small but rarely exactly 0.
     """
-    new, report = _build(model, plan, _slice, resize=True, compensate=compensate)
+    new, report = _build(model, plan, _slice, True, compensate, gamma_tolerance)
     return (new, report) if return_report else new
 
 
-def mask(model, plan, compensate=True, return_report=False):
+def mask(model, plan, compensate=True, return_report=False, gamma_tolerance=0.0):
     """A same-size copy whose removed channels are zeroed (weights in and out, BN
     γ = β = 0); computes what rebuild(model, plan) computes, at full size."""
-    new, report = _build(model, plan, _zero, resize=False, compensate=compensate)
+    new, report = _build(model, plan, _zero, False, compensate, gamma_tolerance)
     return (new, report) if return_report else new

@@ -37,8 +37,9 @@ class Rule:
         constant). Used to fold removed channels' constant output into consumers."""
         return [np.full(op.out_channels(i), np.nan) for i in range(len(op.outputs))]
 
-    # True where a constant channel stops being constant near the borders.
-    alters_borders = False
+    def alters_borders(self, op):
+        """True where a constant channel stops being constant near the borders."""
+        return False
 
 
 class PerChannel(Rule):
@@ -57,7 +58,8 @@ class PerChannel(Rule):
 
 
 class Padding(PerChannel):
-    alters_borders = True
+    def alters_borders(self, op):
+        return True
 
 
 class ValueMap(PerChannel):
@@ -90,7 +92,19 @@ class BatchNorm(PerChannel):
         gamma, beta = w.get("gamma", np.ones(n)), w.get("beta", np.zeros(n))
         scale = gamma / np.sqrt(w["moving_variance"] + op.config.get("epsilon", 1e-3))
         # gamma == 0 makes the output beta whatever comes in: Network Slimming's case.
-        return [np.where(gamma == 0, beta, scale * (values[0] - w["moving_mean"]) + beta)]
+        # With a tolerance (rebuild's gamma_tolerance), |γ| that small counts as 0.
+        tolerance = getattr(op.graph, "gamma_tolerance", 0.0)
+        constant = np.abs(gamma) <= tolerance
+        return [np.where(constant, beta, scale * (values[0] - w["moving_mean"]) + beta)]
+
+
+def _activate(op, values):
+    """A layer's own `activation` applied to per-channel constants (NaN stays NaN)."""
+    if op.config.get("activation", "linear") in ("linear", None):
+        return values
+    finite = np.isfinite(values)
+    out = np.asarray(op.layer.activation(np.where(finite, values, 0.0).astype(np.float32)))
+    return np.where(finite, out, np.nan)
 
 
 def _bn_weight_names(config):
@@ -113,6 +127,8 @@ class Source(Rule):
         return [graph.fresh_ids(op, op.out_channels(0))]
 
     def weight_axes(self, op):
+        if op.config.get("groups", 1) != 1:
+            return []  # a barrier: its channels all stay
         kernel = {len(op.layer.weights[0].shape) - 2: IN, -1: OUT}
         return [kernel] + [{0: OUT}] * (len(op.layer.weights) - 1)
 
@@ -145,18 +161,20 @@ class Depthwise(Rule):
         kernel = weights[0]  # (..., C, m): a constant input gives constant * sum of taps
         taps = kernel.sum(axis=tuple(range(kernel.ndim - 2))).reshape(-1)
         out = np.repeat(values[0], kernel.shape[-1]) * taps
-        return [out + weights[1] if len(weights) > 1 else out]
+        out = out + weights[1] if len(weights) > 1 else out
+        return [_activate(op, out)]
 
-    @property
-    def alters_borders(self):
-        return True  # 'same' padding; flagged approximate conservatively
+    def alters_borders(self, op):
+        kernel = op.config.get("kernel_size", 1)
+        kernel = kernel if isinstance(kernel, (list, tuple)) else [kernel]
+        return op.config.get("padding", "valid") == "same" and any(k > 1 for k in kernel)
 
 
 class Separable(Source):
     """Depthwise (per input channel) then a pointwise conv that creates channels."""
 
     def weight_axes(self, op):
-        return [{2: IN}, {2: MID, 3: OUT}] + [{0: OUT}] * (len(op.layer.weights) - 2)
+        return [{-2: IN}, {-2: MID, -1: OUT}] + [{0: OUT}] * (len(op.layer.weights) - 2)
 
 
 class Merge(Rule):
@@ -258,6 +276,17 @@ class ChannelZeroPad(Rule):
         return config
 
 
+class Gate(ValueMap):
+    """keras_slim.gating.ChannelGate: a 0/1 mask per channel. Its config indexes the
+    channels of a group, so gates are stripped (gating.strip_gates) before a rebuild."""
+
+    def new_config(self, op, config, masks):
+        if not masks.out_mask().all():
+            raise GraphError(f"layer {op.path!r} is a ChannelGate: call "
+                             "keras_slim.gating.strip_gates(model) before rebuilding.")
+        return config
+
+
 class Barrier(Rule):
     """Mixes channels (LayerNorm, Softmax over channels) or is unknown: keep all."""
 
@@ -282,7 +311,7 @@ class Softmax(Rule):
 
 
 _VALUE_MAPS = ["Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "ThresholdedReLU",
-               "Rescaling"]
+               "Rescaling", "Normalization"]
 _PADDING = ["ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"]
 _PER_CHANNEL = [
     "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
@@ -291,8 +320,7 @@ _PER_CHANNEL = [
     "Cropping1D", "Cropping2D", "Cropping3D",
     "UpSampling1D", "UpSampling2D", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
     "SpatialDropout3D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
-    "ChannelGate",  # keras_slim.gating: a per-channel 0/1 mask
-    "Normalization", "ActivityRegularization", "Identity",
+    "ActivityRegularization", "Identity",
 ]
 
 RULES = {name: PerChannel() for name in _PER_CHANNEL}
@@ -309,7 +337,7 @@ RULES.update({
     "Maximum": Merge(), "Minimum": Merge(),
     "Concatenate": Concat(),
     "Flatten": Reshape(), "Reshape": Reshape(),
-    "ChannelZeroPad": ChannelZeroPad(),
+    "ChannelZeroPad": ChannelZeroPad(), "ChannelGate": Gate(),
     "LayerNormalization": Barrier(), "GroupNormalization": Barrier(),
     "UnitNormalization": Barrier(), "Permute": Barrier(),
     "Softmax": Softmax(),

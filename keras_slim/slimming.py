@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from keras_slim import compat, rules
+from keras_slim import compat
 from keras_slim.compat import GraphError, keras, register_serializable
 from keras_slim.plan import _check_ratio, plan_from_scores
 
@@ -192,18 +192,11 @@ def _template_entry(layer):
 def _edit_entries(config, edit):
     """Call edit(entry) on every layer entry, nested models included."""
     for entry in config.get("layers", []):
-        entry.pop("build_config", None)  # let the graph build itself
         inner = entry.get("config")
         if isinstance(inner, dict) and "layers" in inner:
             _edit_entries(inner, edit)
         else:
             edit(entry)
-
-
-def _from_config(model, config):
-    if isinstance(model, keras.Sequential):
-        return type(model).from_config(config)
-    return keras.Model.from_config(config)
 
 
 def _copy_weights(src_model, dst_model):
@@ -254,7 +247,7 @@ def slimmable(model, l1=1e-4, on_no_scale="warn"):
 
     config = copy.deepcopy(model.get_config())
     _edit_entries(config, edit)
-    new = _from_config(model, config)
+    new = compat.model_from_config(model, config, "converting")
     _copy_weights(model, new)
     return new
 
@@ -276,7 +269,7 @@ def strip(model):
 
     config = copy.deepcopy(model.get_config())
     _edit_entries(config, edit)
-    new = _from_config(model, config)
+    new = compat.model_from_config(model, config, "converting")
     _copy_weights(model, new)
     return new
 

@@ -165,13 +165,19 @@ def test_plan_for_another_model_is_refused():
 # --- plans -----------------------------------------------------------------------------
 def test_global_threshold_removes_the_quantile_without_rounding():
     model = vgg_dense_head()
-    scores = {"bn0": np.arange(16.0), "bn1": np.arange(16.0) + 100, "bnf": np.arange(16.0) + 8}
+    scores = {"bn0": np.arange(16.0), "bn1": np.arange(16.0) + 100, "bnf": np.arange(16.0) + 20}
     plan = plan_from_scores(model, scores, 0.25, round_to=1)
     kept = {g.name: g.keep for g in plan.groups}
-    # The 12 smallest of 48 scores: bn0's 0..7 and bnf's 8..11 (=bn0's 8..11 tie region).
-    assert kept["c0"] == list(range(12, 16)) or len(kept["c0"]) + len(kept["fc"]) == 48 - 16 - 12
-    assert kept["c1"] == list(range(16))
-    assert plan.total_channels - plan.kept_channels == 12
+    # The 12 lowest of 48 scores are bn0's 0..11.
+    assert kept["c0"] == list(range(12, 16)) and kept["c1"] == kept["fc"] == list(range(16))
+    assert plan.meta["removed_share"] == 0.25
+
+
+def test_global_ranking_with_ties_removes_exactly_the_ratio():
+    model = vgg_dense_head()  # all scores equal, as in a freshly built net (γ = 1)
+    scores = {"bn0": np.ones(16), "bn1": np.ones(16), "bnf": np.ones(16)}
+    plan = plan_from_scores(model, scores, 0.1, round_to=1)
+    assert plan.total_channels - plan.kept_channels == round(0.1 * 48)
 
 
 def test_layer_scope_floor_and_rounding():
@@ -179,6 +185,12 @@ def test_layer_scope_floor_and_rounding():
     scores = {"bn0": np.arange(16.0), "bn1": np.arange(16.0), "bnf": np.arange(16.0)}
     plan = plan_from_scores(model, scores, 0.5, scope="layer", round_to=4)
     assert all(g.keep == list(range(8, 16)) for g in plan.groups)
+    # 0.3 * 16 = 4.8 -> 4 removed -> 12 kept, already a multiple of 4; round_to=8 -> 16.
+    assert [len(g.keep) for g in plan_from_scores(model, scores, 0.3, scope="layer",
+                                                  round_to=4).groups] == [12, 12, 12]
+    assert [len(g.keep) for g in plan_from_scores(model, scores, 0.3, scope="layer",
+                                                  round_to=8).groups] == [16, 16, 16]
+    assert all(len(g.keep) == 16 for g in plan_from_scores(model, scores, 0.0).groups)
     plan = plan_from_scores(model, scores, 0.99, round_to=8)
     assert all(len(g.keep) == 8 for g in plan.groups)  # never 0: floor then rounding
     plan = plan_from_scores(model, scores, 0.99, round_to=1, min_fraction=0.25)
@@ -225,7 +237,7 @@ def test_rebuild_keeps_names_shrinks_and_leaves_the_model_alone():
 def _zero_gamma_of_removed(model, plan, bn_of):
     for group in plan.groups:
         removed = np.setdiff1d(np.arange(group.size), group.keep)
-        for bn in bn_of[group.name]:
+        for bn in bn_of.get(group.name, []):
             weights = model.get_layer(bn).get_weights()
             weights[0][removed] = 0.0
             weights[1][removed] = np.abs(weights[1][removed]) + 0.5  # β > 0: act(β) ≠ 0
@@ -293,7 +305,7 @@ def test_profile_counts_macs_by_hand():
 
 def test_compare_reports_ratios():
     model = vgg_dense_head()
-    rebuilt = rebuild(model, random_plan(model, 0.5, round_to=8))
+    rebuilt = rebuild(model, random_plan(model, 0.5, round_to=1))
     report = compare(model, rebuilt)
     assert report["params_ratio"] > 1.5 and report["macs_ratio"] > 1.5
     assert "FLOPs" in format_report(report)
@@ -316,7 +328,11 @@ def test_less_common_layers_rebuild_equal_to_mask():
     assert [g.name for g in graph.prunable_groups] == ["up", "sep", "c1d"]
     plan = random_plan(model, 0.5, round_to=2)
     rebuilt = rebuild(model, plan)
-    assert rebuilt.get_layer("sep").pointwise_kernel.shape == (1, 1, 8, 4)
+    kept = {g.name: len(g.keep) for g in plan.groups}
+    assert kept["up"] < 8 and kept["sep"] < 8
+    # depth multiplier 2: the pointwise kernel reads 2 channels per kept input channel.
+    assert tuple(rebuilt.get_layer("sep").pointwise_kernel.shape) == (1, 1, 2 * kept["up"],
+                                                                       kept["sep"])
     assert check_equivalence(mask(model, plan), rebuilt)["max_abs"] <= 1e-4
 
 
@@ -375,3 +391,54 @@ def test_a_layer_inside_a_concatenated_group_keeps_a_channel():
     rebuilt = rebuild(model, plan)
     assert rebuilt.get_layer("b").filters == 1 and rebuilt.get_layer("a").filters == 4
     assert check_equivalence(mask(model, plan), rebuilt)["max_abs"] <= 1e-4
+
+
+def test_separable_conv1d_and_grouped_conv_rebuild():
+    x0 = keras.Input((12, 4))
+    y = L.Conv1D(8, 3, name="c")(x0)
+    y = L.SeparableConv1D(6, 3, depth_multiplier=2, name="sep")(y)
+    y = L.Conv1D(6, 1, groups=3, name="grouped")(y)  # a barrier: its channels stay
+    model = randomize(keras.Model(x0, L.Dense(2, name="out")(L.Flatten()(y))))
+    plan = l1_norm_plan(model, 0.5, round_to=1)
+    assert [g.name for g in plan.groups] == ["c"]
+    assert check_equivalence(mask(model, plan), rebuild(model, plan))["max_abs"] <= 1e-4
+
+
+def test_compensation_through_separable_and_depthwise_activation():
+    x0 = keras.Input((6, 6, 3))
+    y = L.BatchNormalization(name="bn")(L.Conv2D(8, 1, use_bias=False, name="c")(x0))
+    y = L.DepthwiseConv2D(1, activation="relu", name="dw")(y)
+    y = L.SeparableConv2D(4, 1, name="sep")(y)
+    model = randomize(keras.Model(x0, L.Dense(2, name="out")(L.GlobalAveragePooling2D()(y))))
+    # Only c's channels go (sep has no score), so the result must equal the original.
+    plan = plan_from_scores(model, {"bn": np.arange(8.0)}, 0.5, scope="layer", round_to=1)
+    _zero_gamma_of_removed(model, plan, {"c": ["bn"]})
+    rebuilt, report = rebuild(model, plan, return_report=True)
+    assert [(c.layer, c.exact) for c in report.compensations] == [("sep", True)]
+    assert check_equivalence(model, rebuilt)["max_abs"] <= 1e-5
+
+
+def test_unfolded_consumer_is_reported_inexact():
+    x0 = keras.Input((4, 4, 3))
+    y = L.BatchNormalization(name="bn")(L.Conv2D(8, 1, use_bias=False, name="c")(x0))
+    y = L.Conv2DTranspose(4, 3, strides=2, name="up")(y)
+    model = randomize(keras.Model(x0, L.Dense(2, name="out")(L.GlobalAveragePooling2D()(y))))
+    plan = random_plan(model, 0.5, round_to=1)
+    _zero_gamma_of_removed(model, plan, {"c": ["bn"]})
+    _, report = rebuild(model, plan, return_report=True)
+    assert [(c.layer, c.target, c.exact) for c in report.compensations] == [
+        ("up", "not folded", False)]
+    assert not report.exact
+
+
+def test_gamma_tolerance_treats_small_gamma_as_constant():
+    model = vgg_dense_head(kernel=1)
+    plan = random_plan(model, 0.5, round_to=1)
+    _zero_gamma_of_removed(model, plan, {"c0": ["bn0"], "c1": ["bn1"], "fc": ["bnf"]})
+    for bn in ("bn0", "bn1", "bnf"):  # γ small but not 0, as after sparsity training
+        w = model.get_layer(bn).get_weights()
+        w[0] = np.where(w[0] == 0, 1e-6, w[0])
+        model.get_layer(bn).set_weights(w)
+    exact = check_equivalence(model, rebuild(model, plan))["max_abs"]
+    tolerant = check_equivalence(model, rebuild(model, plan, gamma_tolerance=1e-5))["max_abs"]
+    assert tolerant < 1e-4 < exact
