@@ -4,8 +4,11 @@ is the paper's iterative scheme: each pass prunes `ratio` of the channels still 
 """
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from keras_slim import metrics, slimming
-from keras_slim.compat import keras, ensure_model
+from keras_slim.compat import ensure_model, keras
+from keras_slim.graph import ChannelGraph
 from keras_slim.rebuild import rebuild
 
 
@@ -28,10 +31,27 @@ def sparsity_train(model, train_data, epochs, l1=1e-4, compile_fn=default_compil
     return slim, history.history
 
 
+def removed_gamma_max(model, plan):
+    """The largest |γ| among the channels a plan removes."""
+    graph = ChannelGraph(model)
+    removed = np.array(sorted(plan.removed_roots(graph)))
+    largest = 0.0
+    for path, gamma in slimming.gamma_scores(model).items():
+        hit = np.isin(graph.channel_roots(path), removed)
+        if hit.any():
+            largest = max(largest, float(gamma[hit].max()))
+    return largest
+
+
 def prune(model, ratio, scope="global", compensate=True, **plan_kwargs):
-    """γ plan at `ratio` and the rebuilt model; returns (model, plan, report)."""
+    """γ plan at `ratio` and the rebuilt model; returns (model, plan, report).
+
+    With compensate=True the removed channels, whose γ sparsity training made small,
+    are taken to emit act(β) and folded into their consumers (see rebuild).
+    """
     plan = slimming.gamma_plan(model, ratio, scope=scope, **plan_kwargs)
-    pruned = rebuild(model, plan, compensate=compensate)
+    tolerance = removed_gamma_max(model, plan) if compensate else 0.0
+    pruned = rebuild(model, plan, compensate=compensate, gamma_tolerance=tolerance)
     return pruned, plan, metrics.compare(model, pruned)
 
 
@@ -88,7 +108,7 @@ def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio,
         result.plans.append(plan)
         result.reports.append(report)
         if validation_data is not None:
-            plain = rebuild(slim, plan, compensate=False)
+            plain = rebuild(slim, plan, compensate=False)  # the NS reference repo's way
             result.after_rebuild.append({
                 "compensated": _accuracy(pruned, validation_data, compile_fn),
                 "uncompensated": _accuracy(plain, validation_data, compile_fn)})

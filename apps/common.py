@@ -1,0 +1,98 @@
+"""Flags and helpers shared by the absl apps.
+
+Import this module before TensorFlow: it quiets TF's C++ log noise (Keras progress bars
+stay on).
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import flags  # noqa: E402
+
+from keras_slim import data, models  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+
+def define_data_flags():
+    flags.DEFINE_enum("dataset", "fashion_mnist", data.SUPPORTED, "Dataset (through tfds; "
+                      "Fashion-MNIST also offline from its idx files).")
+    flags.DEFINE_string("local_data_dir", None, "Directory with the dataset's idx files "
+                        "(default for fashion_mnist: the Debian package's directory).")
+    flags.DEFINE_integer("train_take", None, "Use only the first N training examples "
+                         "(quick runs).", lower_bound=1)
+    flags.DEFINE_integer("batch_size", 128, "Training batch size.", lower_bound=1)
+
+    def local_dir_fits(values):
+        path = values["local_data_dir"]
+        if path is None:
+            return True
+        if values["dataset"] not in ("fashion_mnist", "mnist"):
+            raise flags.ValidationError("--local_data_dir holds idx files: only for "
+                                        "--dataset=fashion_mnist or mnist.")
+        if not os.path.isdir(path):
+            raise flags.ValidationError(f"--local_data_dir={path} is not a directory.")
+        return True
+
+    flags.register_multi_flags_validator(["dataset", "local_data_dir"], local_dir_fits)
+
+
+def define_model_flags():
+    flags.DEFINE_enum("model", "vgg_small", models.MODEL_NAMES, "Reference model to train.")
+    flags.DEFINE_float("learning_rate", 0.05, "Peak SGD learning rate (momentum 0.9).",
+                       lower_bound=0.0)
+    flags.DEFINE_enum("lr_schedule", "cosine", ["cosine", "constant"],
+                      "Learning-rate schedule of every training phase.")
+    flags.DEFINE_integer("seed", 0, "Random seed.")
+
+
+def define_output_flag(default_prefix):
+    flags.DEFINE_string("output_dir", None, f"Directory for everything this run writes "
+                        f"(default: runs/{default_prefix}-<time>).")
+
+    def writable(path):
+        # Really try: as root, os.access says yes even for /proc.
+        if path is None:
+            return True
+        try:
+            os.makedirs(path, exist_ok=True)
+            probe = os.path.join(path, ".keras_slim_write_test")
+            with open(probe, "w"):
+                pass
+            os.remove(probe)
+            return True
+        except OSError:
+            return False
+
+    flags.register_validator("output_dir", writable,
+                             message="--output_dir is not a writable directory.")
+
+
+def output_dir(prefix):
+    import time
+
+    path = FLAGS.output_dir or os.path.join("runs", f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def train_and_test():
+    train, info = data.load(FLAGS.dataset, "train", batch_size=FLAGS.batch_size,
+                            local_dir=FLAGS.local_data_dir, take=FLAGS.train_take,
+                            seed=FLAGS.seed)
+    test, _ = data.load(FLAGS.dataset, "test", batch_size=512, local_dir=FLAGS.local_data_dir)
+    return train, test, info
+
+
+def compile_fn(steps_of_phase):
+    """Compile function for a training phase of `steps_of_phase` steps: SGD with
+    momentum (network_slimming.default_compile), cosine-decayed over the phase."""
+    from keras_slim.compat import keras
+    from keras_slim.network_slimming import default_compile
+
+    def compile_model(model):
+        lr = FLAGS.learning_rate
+        if FLAGS.lr_schedule == "cosine":
+            lr = keras.optimizers.schedules.CosineDecay(lr, max(steps_of_phase, 1))
+        return default_compile(model, lr)
+    return compile_model
