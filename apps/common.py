@@ -7,7 +7,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import flags  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
 from keras_slim import data, models  # noqa: E402
 
@@ -66,6 +66,15 @@ def define_output_flag(default_prefix):
 
     flags.register_validator("output_dir", writable,
                              message="--output_dir is not a writable directory.")
+
+
+def quiet_logs():
+    """TF's Python INFO lines (SavedModel writes, converter chatter) drown the progress
+    bars and the table; keep warnings and errors."""
+    import tensorflow as tf
+
+    logging.set_verbosity(logging.WARNING)
+    tf.get_logger().setLevel("ERROR")
 
 
 def output_dir(prefix):

@@ -55,7 +55,7 @@ def format_table(rows):
                      f"{r['params']:>9,} {r['macs']:>11,} {r['tflite_kb']:>8.1f} "
                      f"{r['latency_ms']:>10.3f}")
     before, after = rows
-    lines.append(f"{'ratio':<10} {after['accuracy'] - before['accuracy']:>+11.2%} "
+    lines.append(f"{'change':<10} {after['accuracy'] - before['accuracy']:>+11.2%} "
                  f"{after['tflite_accuracy'] - before['tflite_accuracy']:>+10.2%} "
                  f"{before['params'] / after['params']:>8.1f}× "
                  f"{before['macs'] / after['macs']:>10.1f}× "
@@ -70,6 +70,7 @@ def main(argv):
     from keras_slim import data, metrics, models, network_slimming, slimming
     from keras_slim.compat import keras
 
+    common.quiet_logs()
     out = common.output_dir("slim")
     keras.utils.set_random_seed(FLAGS.seed)
     train, test, info = common.train_and_test()

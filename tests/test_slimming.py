@@ -272,7 +272,14 @@ def test_sparsity_summary_and_gamma_logger(tmp_path, capsys):
                        callbacks=[S.GammaLogger(str(tmp_path), threshold=0.3)])
     assert history.history["gamma_sparsity"] == pytest.approx([summary["overall"]["share"]])
     assert "of |γ| < 0.3" in capsys.readouterr().out
-    assert list(tmp_path.iterdir())
+    # TensorBoard histograms (the paper's Fig. 4), per layer and overall.
+    tags = {}
+    for event_file in tmp_path.rglob("events.out.tfevents*"):
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            for value in event.summary.value:
+                tags[value.tag] = value.metadata.plugin_data.plugin_name
+    assert tags.get("gamma/all") == "histograms"
+    assert sum(1 for t, plugin in tags.items() if plugin == "histograms") >= 2
 
 
 def test_plan_rebuilds_slim_model_without_touching_it():
