@@ -105,3 +105,18 @@ def compile_fn(steps_of_phase):
             lr = keras.optimizers.schedules.CosineDecay(lr, max(steps_of_phase, 1))
         return default_compile(model, lr)
     return compile_model
+
+
+def define_model_path_flag(help_text="Trained Keras model (.keras) to read."):
+    flags.DEFINE_string("model_path", None, help_text)
+    flags.mark_flag_as_required("model_path")
+    flags.register_validator("model_path", lambda p: p is None or os.path.isfile(p),
+                             message="--model_path does not name an existing file.")
+
+
+def load_keras_model(path):
+    """A .keras model with keras_slim's custom layers registered."""
+    from keras_slim import layers, slimming  # noqa: F401  (registers custom layers)
+    from keras_slim.compat import keras
+
+    return keras.models.load_model(path)

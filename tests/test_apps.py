@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,3 +53,63 @@ def test_helpfull_explains_the_flags():
     result = run_app("slim", "--helpfull", timeout=120)  # absl exits 1 after help
     for flag in ("--dataset", "--model", "--ratio", "--l1", "--output_dir", "--flagfile"):
         assert flag in result.stdout
+
+
+@pytest.fixture(scope="module")
+def trained_path(tmp_path_factory):
+    from keras_slim import models
+
+    model = models.vgg(cfg=[16, "M", 16, "M", 32], input_shape=(28, 28, 1), num_classes=10)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # distinct γ so the plan has something to rank
+        if "bn" in layer.name:
+            weights = layer.get_weights()
+            weights[0] = rng.uniform(0.1, 1.0, weights[0].shape).astype("float32")
+            layer.set_weights(weights)
+    path = tmp_path_factory.mktemp("model") / "trained.keras"
+    model.save(path)
+    return path
+
+
+@pytest.mark.skipif(not os.path.isdir(FMNIST) and not os.environ.get("CI"),
+                    reason="needs Debian's dataset-fashion-mnist")
+def test_prune_export_evaluate_chain(trained_path, tmp_path):
+    dry = run_app("prune", f"--model_path={trained_path}", "--ratio=0.5", "--dry_run",
+                  f"--output_dir={tmp_path / 'dry'}")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "kept / total" in dry.stdout and not (tmp_path / "dry" / "plan.json").exists()
+
+    out = tmp_path / "pruned"
+    pruned = run_app("prune", f"--model_path={trained_path}", "--ratio=0.5",
+                     "--round_to=4", f"--output_dir={out}")
+    assert pruned.returncode == 0, pruned.stderr[-2000:]
+    assert (out / "pruned.keras").is_file() and (out / "plan.json").is_file()
+    assert "smaller" in pruned.stdout
+
+    tflite = tmp_path / "m.tflite"
+    exported = run_app("export", f"--model_path={out / 'pruned.keras'}", "--mode=int8",
+                       f"--plan={out / 'plan.json'}", "--representative_samples=16",
+                       "--eval_samples=100", f"--output={tflite}")
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert "top-1 agreement" in exported.stdout
+    import export
+    meta = export.read_metadata(str(tflite))
+    assert meta["dataset"] == "fashion_mnist" and "channel_plan" in meta
+
+    for path in (tflite, out / "pruned.keras"):
+        evaluated = run_app("evaluate", f"--model_path={path}", "--take=200")
+        assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+        assert "accuracy" in evaluated.stdout and "on 200 examples" in evaluated.stdout
+
+
+@pytest.mark.parametrize("app_name, args, flag", [
+    ("prune", [], "--model_path"),
+    ("prune", ["--model_path=/nonexistent.keras"], "--model_path"),
+    ("prune", ["--model_path=/dev/null", "--ratio=1.5"], "--ratio"),
+    ("export", ["--model_path=/dev/null", "--mode=int4", "--output=/tmp/x.tflite"], "--mode"),
+    ("evaluate", ["--model_path=/dev/null", "--dataset=imagenet"], "--dataset"),
+])
+def test_other_apps_reject_bad_flags(app_name, args, flag):
+    result = run_app(app_name, *args, timeout=120)
+    assert result.returncode != 0
+    assert flag in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,37 @@
+"""Accuracy of a .keras model or a .tflite file on a dataset split.
+
+    python -m apps.evaluate --model_path=run/after_int8.tflite --dataset=fashion_mnist
+"""
+from apps import common  # noqa: F401  (quiets TF before it loads)
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+common.define_model_path_flag("A .keras model or a .tflite file.")
+flags.DEFINE_enum("dataset", "fashion_mnist", common.data.SUPPORTED, "Dataset.")
+flags.DEFINE_string("split", "test", "Split, tfds style (test, train[:5000], ...).")
+flags.DEFINE_integer("take", None, "Only the first N examples.", lower_bound=1)
+flags.DEFINE_string("local_data_dir", None, "Directory with the dataset's idx files.")
+
+
+def main(argv):
+    del argv
+    common.quiet_logs()
+    import numpy as np
+
+    from keras_slim import data
+
+    x, y = data.numpy_arrays(FLAGS.dataset, FLAGS.split, take=FLAGS.take,
+                             local_dir=FLAGS.local_data_dir)
+    if FLAGS.model_path.endswith(".tflite"):
+        import export
+        logits = export.predict(FLAGS.model_path, x)
+    else:
+        logits = common.load_keras_model(FLAGS.model_path).predict(x, batch_size=256,
+                                                                    verbose=0)
+    accuracy = float(np.mean(np.asarray(logits).reshape(len(x), -1).argmax(1) == y))
+    print(f"{FLAGS.model_path}: accuracy {accuracy:.2%} on {len(x)} examples of "
+          f"{FLAGS.dataset} {FLAGS.split}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,53 @@
+"""Export a .keras model to a verified .tflite file for phones.
+
+    python -m apps.export --model_path=run/after.keras --mode=int8 --output=run/model.tflite
+"""
+from apps import common  # noqa: F401  (quiets TF before it loads)
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+common.define_model_path_flag()
+flags.DEFINE_enum("mode", "int8", ["float32", "float16", "dynamic", "int8", "int16x8"],
+                  "Conversion mode (int8: full integer, int8 input and output).")
+flags.DEFINE_enum("dataset", "fashion_mnist", common.data.SUPPORTED,
+                  "Dataset for calibration, verification and the embedded metadata.")
+flags.DEFINE_string("local_data_dir", None, "Directory with the dataset's idx files.")
+flags.DEFINE_integer("representative_samples", 200, "Training images for int8 calibration.",
+                     lower_bound=1)
+flags.DEFINE_integer("eval_samples", 1000, "Test images for the agreement check.",
+                     lower_bound=1)
+flags.DEFINE_string("plan", None, "plan.json to summarise in the file's metadata.")
+flags.DEFINE_string("output", None, "Path of the .tflite file to write.")
+flags.mark_flag_as_required("output")
+flags.register_validator("plan", lambda p: p is None or __import__("os").path.isfile(p),
+                         message="--plan does not name an existing file.")
+
+
+def main(argv):
+    del argv
+    common.quiet_logs()
+    import export
+    from keras_slim import data
+    from keras_slim.plan import ChannelPlan
+
+    model = common.load_keras_model(FLAGS.model_path)
+    calibration = None
+    if FLAGS.mode in ("int8", "int16x8"):
+        calibration = data.representative_dataset(FLAGS.dataset, FLAGS.representative_samples,
+                                                  local_dir=FLAGS.local_data_dir)
+    plan = ChannelPlan.load(FLAGS.plan) if FLAGS.plan else None
+    meta = export.build_metadata(dataset=FLAGS.dataset, plan=plan)
+    export.convert(model, FLAGS.mode, representative_data=calibration,
+                   output_path=FLAGS.output, metadata=meta)
+    x, y = data.numpy_arrays(FLAGS.dataset, "test", take=FLAGS.eval_samples,
+                             local_dir=FLAGS.local_data_dir)
+    report = export.verify(FLAGS.output, keras_model=model, x=x, y=y)
+    print(f"{FLAGS.output}: {report['size_bytes'] / 1024:.1f} KB, {FLAGS.mode}, ops "
+          f"{', '.join(report['ops'])}")
+    print(f"top-1 agreement with Keras {report['agreement']:.2%}; accuracy "
+          f"{report['accuracy']:.2%} (Keras {report['keras_accuracy']:.2%}) on "
+          f"{report['num_samples']} test images")
+
+
+if __name__ == "__main__":
+    app.run(main)
