@@ -140,20 +140,6 @@ def _constants(graph, gamma_tolerance=0.0):
     return values, approx
 
 
-_FOLDABLE = ("Conv1D", "Conv2D", "Conv3D", "Dense", "SeparableConv1D", "SeparableConv2D")
-
-
-def _response(op, weights, v):
-    """Interior output of a consumer to constant inputs v (0 where not folded)."""
-    if op.class_name.startswith("Separable"):
-        depthwise, pointwise = weights[0], weights[1]
-        per_tap = depthwise.sum(axis=tuple(range(depthwise.ndim - 2)))  # (C, m)
-        mid = (v[:, None] * per_tap).reshape(-1)                           # (C*m,)
-        return mid @ pointwise.reshape(-1, pointwise.shape[-1])
-    kernel = weights[0]
-    return np.tensordot(v, kernel.sum(axis=tuple(range(kernel.ndim - 2))), axes=1)
-
-
 def _compensate(graph, masks, new_weights, configs, report, gamma_tolerance):
     """Fold the constants of removed channels into consumers, updating new_weights
     (full-size, per op path) and configs (entries to edit) in place."""
@@ -170,17 +156,17 @@ def _compensate(graph, masks, new_weights, configs, report, gamma_tolerance):
         use = ~masks.of(key) & np.isfinite(v) & (v != 0)
         if not use.any():
             continue
-        if op.class_name not in _FOLDABLE:  # e.g. a transposed conv: say it was dropped
+        delta = op.rule.response(op, new_weights[op.path], np.where(use, v, 0.0))
+        if delta is None:  # e.g. a strided transposed conv: say it was dropped
             report.compensations.append(Compensation(op.path, int(use.sum()), "not folded",
                                                      False))
             continue
         kernel = new_weights[op.path][0]
-        delta = _response(op, new_weights[op.path], np.where(use, v, 0.0))
         spatial = kernel.shape[:-2]
         exact = (not approx[key]) and (
             all(k == 1 for k in spatial) or op.config.get("padding", "valid") == "valid")
         nexts = consumers.get(op.outputs[0], [])
-        bias_index = 2 if op.class_name.startswith("Separable") else 1
+        bias_index = op.rule.bias_index
         if op.config.get("use_bias", True):
             new_weights[op.path][bias_index] = new_weights[op.path][bias_index] + delta
             target = "bias"

@@ -136,12 +136,23 @@ class Source(Rule):
         config[self.width_key] = int(masks.out_kept(0))
         return config
 
+    bias_index = 1  # position of the bias among the layer's weights
+
+    def response(self, op, weights, values):
+        """Interior output of the layer to constant inputs (bias compensation), or None
+        if it has no single interior value."""
+        kernel = weights[0]
+        return np.tensordot(values, kernel.sum(axis=tuple(range(kernel.ndim - 2))), axes=1)
+
 
 class Dense(Source):
     width_key = "units"
 
 
 class ConvTranspose(Source):
+    def response(self, op, weights, values):
+        return None  # with strides, how many taps reach an output depends on its position
+
     def weight_axes(self, op):
         return [{-2: OUT, -1: IN}] + [{0: OUT}] * (len(op.layer.weights) - 1)
 
@@ -172,6 +183,13 @@ class Depthwise(Rule):
 
 class Separable(Source):
     """Depthwise (per input channel) then a pointwise conv that creates channels."""
+    bias_index = 2
+
+    def response(self, op, weights, values):
+        depthwise, pointwise = weights[0], weights[1]
+        per_tap = depthwise.sum(axis=tuple(range(depthwise.ndim - 2)))  # (C, m)
+        mid = (values[:, None] * per_tap).reshape(-1)                     # (C*m,)
+        return mid @ pointwise.reshape(-1, pointwise.shape[-1])
 
     def weight_axes(self, op):
         return [{-2: IN}, {-2: MID, -1: OUT}] + [{0: OUT}] * (len(op.layer.weights) - 2)
