@@ -59,14 +59,19 @@ class CUCBCallback(keras.callbacks.Callback):
       seed: seeds the bandits (group i uses seed + i).
       checkpoint: if set, the bandit state is written to `<checkpoint>.bandit.json` at
         the end of every epoch (restore it with `restore(checkpoint)`).
+      save_freq: "epoch", or an int N: also save every N training batches (match the
+        save_freq of keras.callbacks.BackupAndRestore so weights, optimizer and bandit
+        resume from the same step).
 
     Masks are set to 1 (all channels) for validation and at the end of training, so
     evaluating the gated model evaluates the full network.
     """
 
     def __init__(self, fraction=None, warmup_steps=100, exploration=1.0, policy="cucb",
-                 discount=None, seed=0, checkpoint=None):
+                 discount=None, seed=0, checkpoint=None, save_freq="epoch"):
         super().__init__()
+        if save_freq != "epoch" and (not _is_int(save_freq) or save_freq < 1):
+            raise ValueError(f"save_freq must be 'epoch' or an int >= 1, got {save_freq!r}.")
         if isinstance(fraction, dict):
             for name, value in fraction.items():
                 _check_fraction(value, f"fraction[{name!r}]")
@@ -85,6 +90,8 @@ class CUCBCallback(keras.callbacks.Callback):
         self.discount = discount
         self.seed = seed
         self.checkpoint = checkpoint
+        self.save_freq = save_freq
+        self._batches_seen = 0
         self.bandits = {}      # group name -> CUCB
         self.fixed = {}        # group name -> active indices, policy "fixed"
         self.groups = {}       # group name -> [(gate, channel indices in the group)]
@@ -128,6 +135,18 @@ class CUCBCallback(keras.callbacks.Callback):
         if extra:
             raise ValueError(f"restored bandit state has groups {extra} that model "
                              f"{model.name!r} does not gate.")
+        self.indexed = []  # (layer, variable name, group): compact layers' active indices
+        for layer in model.layers:
+            for attribute, group in getattr(layer, "index_groups", {}).items():
+                variable = getattr(layer, attribute)
+                k = self.bandits[group].k
+                if int(variable.shape[0]) != k:
+                    raise ValueError(
+                        f"layer {layer.name!r} was gated for compact execution with "
+                        f"{int(variable.shape[0])} active channels of group {group!r}, "
+                        f"but the callback plays {k}: pass the gate_model fraction to "
+                        "CUCBCallback (or fraction=None).")
+                self.indexed.append((variable, group))
         self.groups = groups
         self._attached = model
 
@@ -168,6 +187,8 @@ class CUCBCallback(keras.callbacks.Callback):
             masks[name] = np.zeros(self.bandits[name].num_arms)
             masks[name][self.active[name]] = 1.0
         self._set_masks(masks)
+        for variable, group in self.indexed:
+            variable.assign(self.active[group].astype(np.int32))
 
     def end_step(self):
         """Feed the saliency recorded in the backward pass to the bandits."""
@@ -200,6 +221,10 @@ class CUCBCallback(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.end_step()
+        self._batches_seen += 1
+        if self.checkpoint and self.save_freq != "epoch" \
+                and self._batches_seen % self.save_freq == 0:
+            self.save(self.checkpoint)
 
     def on_test_begin(self, logs=None):
         self.all_on()

@@ -17,18 +17,21 @@ but all gates of a group are driven by one mask over the group's channels (the g
 `channel_index` maps its channels to the group's), so a residual channel is on or off
 in every branch at once — otherwise switching it off in one branch would not remove it.
 
-Compact execution later: a gate already knows its group and active set; a layer that
-reads the same mask could gather the active filters and run a narrower conv.
+Compact execution (gate_model(..., compact=True), the default): plain conv chains are
+rewritten to GatedConv2D / GatedBatchNormalization layers that compute only the active
+channels in training (keras_slim.compact); other gated groups are masked.
 """
 import copy
 
+import numpy as np
 import tensorflow as tf
 
 from keras_slim import compat
 from keras_slim.compat import GraphError, keras, register_serializable
+from keras_slim.compact import GatedBatchNormalization, GatedConv2D, plan_compact
 from keras_slim.cucb import _is_real
 from keras_slim.graph import ChannelGraph
-from keras_slim.saliency import gated_product
+from keras_slim.saliency import gated_product, recorded_identity
 
 GATABLE = ("Conv1D", "Conv2D", "Conv3D", "SeparableConv1D", "SeparableConv2D")
 # Layers the gate moves behind: per-channel, so h keeps the conv's channels.
@@ -48,7 +51,8 @@ class ChannelGate(keras.layers.Layer):
         keras_slim.dce.CUCBCallback as its default).
     """
 
-    def __init__(self, group=None, channel_index=None, fraction=1.0, **kwargs):
+    def __init__(self, group=None, channel_index=None, fraction=1.0, active=None,
+                 expand=True, **kwargs):
         super().__init__(**kwargs)
         if not _is_real(fraction) or not 0.0 < fraction <= 1.0:
             raise ValueError(f"ChannelGate {self.name!r}: fraction must be in (0, 1], "
@@ -57,6 +61,10 @@ class ChannelGate(keras.layers.Layer):
         self.channel_index = None if channel_index is None else [int(i) for i in
                                                                  channel_index]
         self.fraction = float(fraction)
+        # Compact execution (keras_slim.compact): in training the input holds only the
+        # `active` channels; `expand` scatters them back to full width for the consumers.
+        self.active = None if active is None else int(active)
+        self.expand = bool(expand)
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -70,9 +78,24 @@ class ChannelGate(keras.layers.Layer):
         # Taylor saliency of the last training step, per channel (see saliency.py).
         self.saliency = self.add_weight(name="saliency", shape=(channels,),
                                         initializer="zeros", trainable=False)
+        self.index_groups = {}
+        if self.active is not None:
+            self.index = self.add_weight(name="index", shape=(self.active,), dtype="int32",
+                                         initializer="zeros", trainable=False)
+            self.index.assign(np.arange(self.active, dtype=np.int32))
+            self.index_groups["index"] = self.group
         super().build(input_shape)
 
     def call(self, inputs, training=None):
+        if training and self.active is not None:
+            outputs = recorded_identity(inputs, self.index, self.saliency)
+            if not self.expand:
+                return outputs
+            channels = self.mask.shape[0]
+            index = self.index[:, None]
+            position = tf.scatter_nd(index, tf.range(self.active), [channels])
+            on = tf.scatter_nd(index, tf.ones([self.active], outputs.dtype), [channels])
+            return tf.gather(outputs, position, axis=-1) * on
         mask = tf.cast(tf.convert_to_tensor(self.mask), inputs.dtype)
         if training:
             return gated_product(inputs, mask, self.saliency)
@@ -84,7 +107,7 @@ class ChannelGate(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(group=self.group, channel_index=self.channel_index,
-                      fraction=self.fraction)
+                      fraction=self.fraction, active=self.active, expand=self.expand)
         return config
 
 
@@ -131,24 +154,35 @@ def _inbound_node(layer):
 
 
 def _copy_weights(source, target):
-    """Weights by layer name; layers only in `target` (gates) keep their initial values."""
+    """Weights by layer name; layers only in `target` (gates) keep their initial values.
+    Compact layers add index variables after the plain layer's weights: only the
+    shared leading weights are copied."""
     by_name = {layer.name: layer for layer in source.layers}
     for layer in target.layers:
         src = by_name.get(layer.name)
-        if src is not None and src.weights:
-            layer.set_weights(src.get_weights())
+        if src is None or not src.weights:
+            continue
+        values = src.get_weights()
+        if len(values) == len(layer.weights):
+            layer.set_weights(values)
+        else:
+            for variable, value in zip(layer.weights, values):
+                variable.assign(value)
 
 
-def _insert_gates(model, gates):
+def _insert_gates(model, gates, swaps=None):
     """A copy of `model` with gates[(target layer name)] = ChannelGate inserted behind
-    each target layer."""
+    each target layer, and swaps[name] = (class, extra config) applied."""
     config = copy.deepcopy(model.get_config())
     compat.drop_build_configs(config)
     layers = config["layers"]
     new_layers = []
     for entry in layers:
-        new_layers.append(entry)
         name = entry["config"]["name"]
+        if swaps and name in swaps:
+            cls, extra = swaps[name]
+            entry = _swapped_entry(entry, model.get_layer(name), cls, extra)
+        new_layers.append(entry)
         gate = gates.get(name)
         if gate is None:
             continue
@@ -191,7 +225,7 @@ def _unique_name(wanted, taken):
     return name
 
 
-def gate_model(model, fraction, layers=None):
+def gate_model(model, fraction, layers=None, compact=True):
     """A copy of `model` with a ChannelGate on the output h of every gatable conv.
 
     Args:
@@ -200,6 +234,8 @@ def gate_model(model, fraction, layers=None):
         gates as the default of CUCBCallback).
       layers: names of conv layers to gate (their whole ChannelGraph group is gated);
         None gates every top-level conv whose channels can all be pruned.
+      compact: run plain conv chains on their active channels only in training
+        (keras_slim.compact); False masks everywhere (full compute, same training).
 
     Raises ValueError naming the layer if a requested layer cannot be gated (its
     channels reach the model output, it is not a conv, ...) or the model has none.
@@ -254,23 +290,54 @@ def gate_model(model, fraction, layers=None):
             if group not in groups:
                 groups.append(group)
 
-    taken = {layer.name for layer in model.layers}
-    gates = {}
+    chains = {}
     for group in groups:
-        index = {int(r): j for j, r in enumerate(group.roots)}
         for path in group.layers:
             end = _chain_end(graph, graph.op_by_path[path], consumers)
             if end.outputs[0] in graph.output_keys:
                 raise ValueError(f"layer {path!r} cannot be gated: its output is a model "
                                  "output.")
+            chains[path] = end
+    swaps = {}
+    compact_gates = {}
+    if compact:
+        plan = plan_compact(graph, consumers, groups, chains, fraction)
+        swaps.update({p: (GatedConv2D, kw) for p, kw in plan["convs"].items()})
+        swaps.update({p: (GatedBatchNormalization, kw) for p, kw in plan["bns"].items()})
+        compact_gates = plan["gates"]
+
+    taken = {layer.name for layer in model.layers}
+    gates = {}
+    for group in groups:
+        index = {int(r): j for j, r in enumerate(group.roots)}
+        for path in group.layers:
+            end = chains[path]
             channel_index = [index[int(r)] for r in graph.roots(graph.ids[end.outputs[0]])]
             identity = channel_index == list(range(group.size))
+            extra = {}
+            if end.path in compact_gates:
+                _, active, expand = compact_gates[end.path]
+                extra = {"active": active, "expand": expand}
             gates[end.path] = ChannelGate(
                 group=group.name, channel_index=None if identity else channel_index,
-                fraction=fraction, name=_unique_name(f"{path}_gate", taken))
-    new = _insert_gates(model, gates)
+                fraction=fraction, name=_unique_name(f"{path}_gate", taken), **extra)
+    new = _insert_gates(model, gates, swaps)
     _copy_weights(model, new)
     return new
+
+
+def _swapped_entry(entry, layer, cls, extra):
+    """`entry` (a layer's config entry) rewritten as class `cls` with `extra` config."""
+    config = dict(layer.get_config())
+    for key in ("group", "active", "input_group", "input_active"):
+        config.pop(key, None)
+    config.update(extra)
+    new_entry = _serialize(cls.from_config(config))
+    new_entry.pop("build_config", None)
+    for key in ("name", "inbound_nodes"):
+        if key in entry:
+            new_entry[key] = entry[key]
+    return new_entry
 
 
 def strip_gates(model):
@@ -283,8 +350,14 @@ def strip_gates(model):
     if not gate_names:
         raise ValueError(f"model {model.name!r} has no ChannelGate layer to strip.")
     kept = []
+    by_name = {layer.name: layer for layer in model.layers}
     for entry in config["layers"]:
         name = entry["config"]["name"]
+        layer = by_name.get(name)
+        if isinstance(layer, (GatedConv2D, GatedBatchNormalization)):
+            plain = keras.layers.Conv2D if isinstance(layer, GatedConv2D) \
+                else keras.layers.BatchNormalization
+            entry = _swapped_entry(entry, layer, plain, {})
         if name not in gate_names:
             kept.append(entry)
             continue

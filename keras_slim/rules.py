@@ -346,7 +346,8 @@ RULES.update({name: ValueMap() for name in _VALUE_MAPS})
 RULES.update({name: Padding() for name in _PADDING})
 RULES.update({
     "BatchNormalization": BatchNorm(), "SlimBatchNormalization": BatchNorm(),
-    "Conv1D": Source(), "Conv2D": Source(), "Conv3D": Source(),
+    "GatedBatchNormalization": BatchNorm(),
+    "Conv1D": Source(), "Conv2D": Source(), "Conv3D": Source(), "GatedConv2D": Source(),
     "Conv1DTranspose": ConvTranspose(), "Conv2DTranspose": ConvTranspose(),
     "Dense": Dense(),
     "DepthwiseConv1D": Depthwise(), "DepthwiseConv2D": Depthwise(),

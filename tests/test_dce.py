@@ -78,7 +78,7 @@ def test_gate_placement_and_user_model_untouched():
 
 
 def test_inactive_channels_exactly_zero_output_and_gradient():
-    gated = gate_model(chain_net(), 0.5)
+    gated = gate_model(chain_net(), 0.5, compact=False)  # masks set by hand below
     gate = gated.get_layer("c1_gate")
     mask = np.array([0, 1, 1, 0, 1, 0, 1, 1], np.float32)
     gate.mask.assign(mask)
@@ -98,7 +98,7 @@ def test_inactive_channels_exactly_zero_output_and_gradient():
 
 
 def test_saliency_matches_brute_force_eager_and_in_fit():
-    gated = gate_model(chain_net(), 0.5, layers=["c1"])
+    gated = gate_model(chain_net(), 0.5, layers=["c1"], compact=False)
     assert [g.name for g in gates_of(gated)] == ["c1_gate"]
     gate = gated.get_layer("c1_gate")
     mask = np.array([1, 1, 0, 1, 1, 1, 0, 1], np.float32)
@@ -317,7 +317,8 @@ def test_gate_model_bad_input():
 
 
 def test_per_group_fraction_and_manual_steps():
-    gated = gate_model(chain_net(), 0.5)  # gates carry p = 0.5 as the default
+    # Masking gates accept any p per group; compact ones are built for one k.
+    gated = gate_model(chain_net(), 0.5, compact=False)  # gates carry p = 0.5
     callback = CUCBCallback(fraction={"c1": 0.25}, warmup_steps=0, seed=0)
     callback.attach(gated)
     assert callback.bandits["c1"].k == 2 and callback.bandits["c2"].k == 4
