@@ -220,6 +220,27 @@ def test_checkpoint_resume_restores_bandits(tmp_path):
         CUCBCallback().restore(checkpoint).attach(other)
 
 
+def test_save_freq_writes_the_bandit_state_every_n_batches(tmp_path):
+    gated = gate_model(chain_net(), 0.5)
+    gated.compile(optimizer="sgd", loss=LOSS)
+    checkpoint = str(tmp_path / "ckpt")
+    saved = []
+
+    class Spy(keras.callbacks.Callback):  # listed after the CUCB callback
+        def on_train_batch_end(self, batch, logs=None):
+            path = checkpoint + ".bandit.json"
+            saved.append(json.load(open(path))["bandits"]["c1"]["t"]
+                          if os.path.exists(path) else None)
+
+    callback = CUCBCallback(warmup_steps=1, checkpoint=checkpoint, save_freq=2)
+    x, y = data(5 * B)
+    gated.fit(x, y, batch_size=B, epochs=1, verbose=0, shuffle=False,
+              callbacks=[callback, Spy()])
+    assert saved == [None, 2, 2, 4, 4]
+    with pytest.raises(ValueError, match="save_freq"):
+        CUCBCallback(save_freq=0)
+
+
 def test_strip_gates_gives_plain_model_with_identical_outputs():
     model = residual_net()
     gated = gate_model(model, 0.5)
