@@ -20,6 +20,7 @@ setup(
         "absl-py",
         "numpy",
         "ai-edge-litert",
+        "matplotlib",  # apps.slim's report.png
     ],
     extras_require={"test": ["pytest", "hypothesis"]},
 )

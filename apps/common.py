@@ -22,6 +22,8 @@ def define_data_flags():
     flags.DEFINE_integer("train_take", None, "Use only the first N training examples "
                          "(quick runs).", lower_bound=1)
     flags.DEFINE_integer("batch_size", 128, "Training batch size.", lower_bound=1)
+    flags.DEFINE_integer("test_take", None, "Validate on only the first N test examples "
+                         "(quick runs).", lower_bound=1)
 
     def local_dir_fits(values):
         path = values["local_data_dir"]
@@ -39,6 +41,11 @@ def define_data_flags():
 
 def define_model_flags():
     flags.DEFINE_enum("model", "vgg_small", models.MODEL_NAMES, "Reference model to train.")
+    define_training_flags()
+
+
+def define_training_flags():
+    """Optimiser flags of a training phase (and the seed)."""
     flags.DEFINE_float("learning_rate", 0.05, "Peak SGD learning rate (momentum 0.9).",
                        lower_bound=0.0)
     flags.DEFINE_enum("lr_schedule", "cosine", ["cosine", "constant"],
@@ -89,7 +96,8 @@ def train_and_test():
     train, info = data.load(FLAGS.dataset, "train", batch_size=FLAGS.batch_size,
                             local_dir=FLAGS.local_data_dir, take=FLAGS.train_take,
                             seed=FLAGS.seed)
-    test, _ = data.load(FLAGS.dataset, "test", batch_size=512, local_dir=FLAGS.local_data_dir)
+    test, _ = data.load(FLAGS.dataset, "test", batch_size=512, local_dir=FLAGS.local_data_dir,
+                        take=FLAGS.test_take)
     return train, test, info
 
 
@@ -116,7 +124,20 @@ def define_model_path_flag(help_text="Trained Keras model (.keras) to read."):
 
 def load_keras_model(path):
     """A .keras model with keras_slim's custom layers registered."""
-    from keras_slim import layers, slimming  # noqa: F401  (registers custom layers)
+    from keras_slim import gating, layers, slimming  # noqa: F401  (registers custom layers)
     from keras_slim.compat import keras
 
     return keras.models.load_model(path)
+
+
+def define_checkpoint_flags():
+    """Checkpoint / resume flags of the apps that train (see apps/resume.py)."""
+    flags.DEFINE_integer("checkpoint_every_steps", 100, "Save a checkpoint (weights, "
+                         "optimizer, epoch and step; DCE: bandit state) every N training "
+                         "steps and at every epoch end; 0: at epoch ends only.",
+                         lower_bound=0)
+    flags.DEFINE_bool("resume", True, "Rerunning with the same --output_dir continues the "
+                      "run found there: finished phases are skipped, an unfinished one "
+                      "resumes from its last checkpoint. --noresume starts over.")
+    flags.DEFINE_integer("stop_after_steps", None, "Testing: exit (code 3, as if killed) "
+                         "after N training steps of this process.", lower_bound=1)

@@ -2,6 +2,10 @@
 
     python -m apps.prune --model_path=run/before.keras --ratio=0.5 --output_dir=run/pruned
     python -m apps.prune --model_path=m.keras --ratio=0.7 --dry_run      # print the plan only
+    python -m apps.prune --model_path=run/dce/model.keras --criterion=dce --ratio=0.5
+
+A model with DCE gates (apps.train --method=dce) is pruned without them; --criterion=dce
+ranks its channels by the bandits' mean saliency in the bandit.json next to it.
 """
 import os
 
@@ -11,9 +15,13 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 common.define_model_path_flag()
 common.define_output_flag("prune")
-flags.DEFINE_enum("criterion", "bn_gamma", ["bn_gamma", "l1_norm", "random"],
+flags.DEFINE_enum("criterion", "bn_gamma", ["bn_gamma", "l1_norm", "random", "dce"],
                   "Channel importance: |γ| of BatchNormalization (Network Slimming), L1 norm "
-                  "of filters, or random (the ablation baseline).")
+                  "of filters, random (the ablation baseline), or dce: the mean Taylor "
+                  "saliency the CUCB bandits of a DCE-trained model learnt (--bandit_state; "
+                  "the same share removed in every gated group, other groups kept whole).")
+flags.DEFINE_string("bandit_state", None, "--criterion=dce: the bandit state JSON "
+                    "(default: bandit.json next to --model_path).")
 flags.DEFINE_float("ratio", 0.5, "Share of prunable channels to remove, in [0, 1).",
                    lower_bound=0.0, upper_bound=0.99999)
 flags.DEFINE_enum("scope", "global", ["global", "layer"],
@@ -26,12 +34,30 @@ flags.DEFINE_bool("dry_run", False, "Print the plan and stop; write nothing.")
 flags.DEFINE_bool("compensate", True, "Fold removed channels' constant output into "
                   "their consumers (bias compensation).")
 flags.DEFINE_integer("seed", 0, "Seed of the random criterion.")
+flags.register_validator("bandit_state", lambda p: p is None or os.path.isfile(p),
+                         message="--bandit_state does not name an existing file.")
 
 
-def make_plan(model):
+def bandit_state_path():
+    path = FLAGS.bandit_state or os.path.join(os.path.dirname(FLAGS.model_path),
+                                              "bandit.json")
+    if not os.path.isfile(path):
+        raise app.UsageError(f"--criterion=dce needs the bandit state of the DCE run: {path} "
+                             "does not exist (pass --bandit_state).")
+    return path
+
+
+def make_plan(model, bandit_state=None):
     from keras_slim import plan as plans
     from keras_slim import slimming
 
+    if FLAGS.criterion == "dce":
+        from keras_slim import dce
+        try:
+            return dce.dce_plan(bandit_state, model, 1.0 - FLAGS.ratio,
+                                round_to=FLAGS.round_to, min_fraction=FLAGS.min_fraction)
+        except ValueError as e:  # another model's or a damaged state: the user's input
+            raise app.UsageError(f"--bandit_state={bandit_state_path()}: {e}") from None
     kwargs = dict(scope=FLAGS.scope, round_to=FLAGS.round_to, min_fraction=FLAGS.min_fraction)
     if FLAGS.criterion == "bn_gamma":
         return slimming.gamma_plan(model, FLAGS.ratio, **kwargs)
@@ -43,12 +69,23 @@ def make_plan(model):
 def main(argv):
     del argv
     common.quiet_logs()
-    from keras_slim import metrics
+    from keras_slim import gating, metrics
     from keras_slim.network_slimming import removed_gamma_max
     from keras_slim.rebuild import rebuild
 
+    bandit_state = None
+    if FLAGS.criterion == "dce":
+        import json
+        with open(bandit_state_path()) as f:
+            try:
+                bandit_state = json.load(f)
+            except json.JSONDecodeError as e:
+                raise app.UsageError(f"--bandit_state={bandit_state_path()} is not valid "
+                                     f"JSON: {e}") from None
     model = common.load_keras_model(FLAGS.model_path)
-    plan = make_plan(model)
+    if gating.gates_of(model):
+        model = gating.strip_gates(model)  # all masks are 1 after training: same outputs
+    plan = make_plan(model, bandit_state)
     print(plan.table())
     if FLAGS.dry_run:
         return

@@ -6,6 +6,10 @@ compensation) → fine-tune → export int8 .tflite → verify in LiteRT → bef
     python -m apps.slim                                  # Fashion-MNIST, vgg_small
     python -m apps.slim --epochs=1 --finetune_epochs=1 --train_take=5000 --output_dir=/tmp/r
     python -m apps.slim --flagfile=my.flags
+
+Rerunning with the same --output_dir resumes: finished phases (recorded in state.json)
+are skipped and an interrupted training phase continues from its last checkpoint
+(--checkpoint_every_steps); --noresume starts over.
 """
 import json
 import os
@@ -17,6 +21,7 @@ FLAGS = flags.FLAGS
 common.define_data_flags()
 common.define_model_flags()
 common.define_output_flag("slim")
+common.define_checkpoint_flags()
 flags.DEFINE_integer("epochs", 2, "Sparsity-training epochs.", lower_bound=1)
 flags.DEFINE_integer("finetune_epochs", 1, "Fine-tuning epochs after pruning.", lower_bound=0)
 flags.DEFINE_float("l1", 5e-3, "λ of the L1 penalty on BN γ (the paper uses 1e-4 over 160 "
@@ -64,44 +69,116 @@ def format_table(rows):
     return "\n".join(lines)
 
 
+RUN_FLAGS = ("dataset", "local_data_dir", "train_take", "batch_size", "model",
+             "learning_rate", "lr_schedule", "seed", "epochs", "finetune_epochs", "l1",
+             "ratio", "round_to")
+
+
+def plot_report(rows, path):
+    """report.png: test accuracy against MACs of the model before and after pruning."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    macs = [r["macs"] / 1e6 for r in rows]
+    for key, label, style in (("accuracy", "Keras float32", dict(marker="o", ms=9)),
+                              ("tflite_accuracy", "LiteRT int8",
+                               dict(marker="s", ms=6, mfc="none", mew=1.5))):
+        acc = [100 * r[key] for r in rows]
+        ax.plot(macs, acc, linestyle="--", label=label, **style)
+    for r, x in zip(rows, macs):
+        right = x == max(macs)
+        ax.annotate(f"{r['model']}: {r['params']:,} params", (x, 100 * r["accuracy"]),
+                    textcoords="offset points", xytext=(-8 if right else 8, 8),
+                    ha="right" if right else "left", fontsize=8)
+    ax.set_xlim(0, 1.15 * max(macs))
+    ax.margins(y=0.3)
+    ax.set_xlabel("MACs per image (millions)")
+    ax.set_ylabel("test accuracy (%)")
+    before, after = rows
+    ax.set_title(f"Network Slimming: {before['macs'] / max(after['macs'], 1):.1f}× fewer "
+                 f"MACs, {100 * (after['accuracy'] - before['accuracy']):+.2f} pt accuracy",
+                 fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main(argv):
     del argv
     import export
+    from apps import resume
     from keras_slim import data, metrics, models, network_slimming, slimming
     from keras_slim.compat import keras
 
     common.quiet_logs()
     out = common.output_dir("slim")
+    state = resume.RunState(out, RUN_FLAGS)
+    if state.done("report"):
+        print(f"this run is finished {state.skip_message('report')}; --noresume to redo it")
+        with open(os.path.join(out, "report.md")) as f:
+            print(f.read().strip("`\n"))
+        return
     keras.utils.set_random_seed(FLAGS.seed)
     train, test, info = common.train_and_test()
     steps = int(train.cardinality())
-    compile_model = common.compile_fn(steps * FLAGS.epochs)
-    model = models.build(FLAGS.model, input_shape=info.input_shape,
-                         num_classes=info.num_classes)
     tb = os.path.join(out, "tensorboard")
+    slim_path, before_path = (os.path.join(out, n) for n in ("sparsity.keras", "before.keras"))
+    pruned_path, plan_path = (os.path.join(out, n) for n in ("pruned.keras", "plan.json"))
+    after_path = os.path.join(out, "after.keras")
+    slim = before = pruned = plan = after = None
 
     print(f"\n== 1/4 sparsity training: {FLAGS.model} on {FLAGS.dataset}, λ={FLAGS.l1}")
-    slim, _ = network_slimming.sparsity_train(
-        model, train, FLAGS.epochs, FLAGS.l1, compile_model, validation_data=test,
-        callbacks=[keras.callbacks.TensorBoard(os.path.join(tb, "sparsity"))],
-        gamma_log_dir=os.path.join(tb, "gamma"))
-    before = slimming.strip(slim)
-    before.save(os.path.join(out, "before.keras"))
+    if state.done("sparsity"):
+        print(state.skip_message("sparsity"))
+    else:
+        model = models.build(FLAGS.model, input_shape=info.input_shape,
+                             num_classes=info.num_classes)
+        slim = slimming.slimmable(model, l1=FLAGS.l1)  # as network_slimming.sparsity_train
+        common.compile_fn(steps * FLAGS.epochs)(slim)
+        resume.fit(slim, train, FLAGS.epochs, state.checkpoint_dir("sparsity"),
+                   validation_data=test,
+                   callbacks=[slimming.L1Schedule(FLAGS.l1),
+                              slimming.GammaLogger(os.path.join(tb, "gamma")),
+                              keras.callbacks.TensorBoard(os.path.join(tb, "sparsity"))])
+        slim.save(slim_path)  # with SlimBN: what the prune phase reads on a rerun
+        before = slimming.strip(slim)
+        before.save(before_path)
+        state.finish("sparsity", slim="sparsity.keras", before="before.keras")
 
     print(f"\n== 2/4 prune {FLAGS.ratio:.0%} of channels by |γ| and rebuild")
-    pruned, plan, _ = network_slimming.prune(slim, FLAGS.ratio, round_to=FLAGS.round_to)
-    plan.save(os.path.join(out, "plan.json"))
-    print(plan.table())
+    if state.done("prune"):
+        print(state.skip_message("prune"))
+    else:
+        slim = slim or common.load_keras_model(slim_path)
+        pruned, plan, _ = network_slimming.prune(slim, FLAGS.ratio, round_to=FLAGS.round_to)
+        pruned = slimming.strip(pruned)
+        pruned.save(pruned_path)
+        plan.save(plan_path)
+        print(plan.table())
+        state.finish("prune", pruned="pruned.keras", plan="plan.json")
 
     print(f"\n== 3/4 fine-tune {FLAGS.finetune_epochs} epoch(s)")
-    after, _ = network_slimming.finetune(
-        slimming.strip(pruned), train, FLAGS.finetune_epochs,
-        common.compile_fn(steps * FLAGS.finetune_epochs),
-        validation_data=test,
-        callbacks=[keras.callbacks.TensorBoard(os.path.join(tb, "finetune"))])
-    after.save(os.path.join(out, "after.keras"))
+    if state.done("finetune"):
+        print(state.skip_message("finetune"))
+    else:
+        after = pruned or common.load_keras_model(pruned_path)
+        common.compile_fn(steps * FLAGS.finetune_epochs)(after)
+        if FLAGS.finetune_epochs:
+            resume.fit(after, train, FLAGS.finetune_epochs, state.checkpoint_dir("finetune"),
+                       validation_data=test,
+                       callbacks=[keras.callbacks.TensorBoard(os.path.join(tb, "finetune"))])
+        after.save(after_path)
+        state.finish("finetune", after="after.keras")
 
     print("\n== 4/4 export int8 .tflite files, verify in LiteRT, measure")
+    from keras_slim.plan import ChannelPlan
+    before = before or common.load_keras_model(before_path)
+    after = after or common.load_keras_model(after_path)
+    plan = plan or ChannelPlan.load(plan_path)
     x, y = data.numpy_arrays(FLAGS.dataset, "test", take=FLAGS.eval_samples,
                              local_dir=FLAGS.local_data_dir)
     calibration = data.representative_dataset(FLAGS.dataset, FLAGS.representative_samples,
@@ -122,9 +199,16 @@ def main(argv):
         json.dump({"flags": FLAGS.flag_values_dict(), "rows": rows}, f, indent=1, default=str)
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write("```\n" + table + "\n```\n")
+    try:
+        plot_report(rows, os.path.join(out, "report.png"))
+    except ImportError as e:  # matplotlib is a dependency, but keep the run's results
+        print(f"warning: no report.png ({e}); pip install matplotlib")
+    state.finish("report", report="report.md", plot="report.png",
+                 tflite="after_int8.tflite")
     print("\n" + table)
     print(f"\nint8 .tflite for the phone: {os.path.join(out, 'after_int8.tflite')}")
-    print(f"everything else (models, plan.json, report, TensorBoard logs): {out}")
+    print(f"everything else (models, plan.json, report and report.png, TensorBoard logs): "
+          f"{out}")
 
 
 if __name__ == "__main__":

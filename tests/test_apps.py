@@ -26,8 +26,9 @@ def test_slim_runs_end_to_end_on_a_real_fashion_mnist_subset(tmp_path):
                      "--representative_samples=16", f"--output_dir={out}")
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("before.keras", "after.keras", "plan.json", "before_int8.tflite",
-                 "after_int8.tflite", "report.json", "report.md"):
+                 "after_int8.tflite", "report.json", "report.md", "report.png"):
         assert (out / name).is_file(), name
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "tensorboard").is_dir()
     rows = json.loads((out / "report.json").read_text())["rows"]
     before, after = rows

@@ -1,0 +1,78 @@
+"""Fine-tune a (pruned) .keras model; prints the test accuracy before and after.
+
+    python -m apps.finetune --model_path=run/pruned/pruned.keras --epochs=3 \
+        --learning_rate=0.01 --output_dir=run/finetuned
+
+Writes finetuned.keras, state.json and TensorBoard logs to --output_dir. Any L1 term on
+BN γ (SlimBatchNormalization) is switched off and DCE gates are removed first.
+Checkpoints and resume as in apps.train.
+"""
+import os
+
+from apps import common  # noqa: F401  (quiets TF before it loads)
+from absl import app, flags
+
+from apps import resume
+
+FLAGS = flags.FLAGS
+common.define_model_path_flag("Pruned Keras model (.keras) to fine-tune.")
+common.define_data_flags()
+common.define_training_flags()
+common.define_output_flag("finetune")
+common.define_checkpoint_flags()
+flags.DEFINE_integer("epochs", 1, "Fine-tuning epochs.", lower_bound=1)
+
+RUN_FLAGS = ("model_path", "dataset", "local_data_dir", "train_take", "batch_size",
+             "learning_rate", "lr_schedule", "seed", "epochs")
+PHASE = "finetune"
+
+
+def accuracy(model, test):
+    return float(model.evaluate(test, verbose=0, return_dict=True)["accuracy"])
+
+
+def main(argv):
+    del argv
+    from keras_slim import gating, slimming
+    from keras_slim.compat import keras
+
+    common.quiet_logs()
+    out = common.output_dir("finetune")
+    state = resume.RunState(out, RUN_FLAGS)
+    if state.done(PHASE):
+        done = state.done(PHASE)
+        print(f"fine-tuning {state.skip_message(PHASE)}: test accuracy "
+              f"{done['accuracy_before']:.2%} → {done['accuracy_after']:.2%}")
+        return
+    keras.utils.set_random_seed(FLAGS.seed)
+    model = common.load_keras_model(FLAGS.model_path)
+    if gating.gates_of(model):
+        model = gating.strip_gates(model)
+    if slimming.slim_layers(model):
+        slimming.set_l1(model, 0.0)
+    train, test, info = common.train_and_test()
+    if tuple(model.input_shape[1:]) != tuple(info.input_shape):
+        raise app.UsageError(f"--model_path={FLAGS.model_path} takes inputs of shape "
+                             f"{tuple(model.input_shape[1:])}, --dataset={FLAGS.dataset} "
+                             f"has {tuple(info.input_shape)}.")
+    steps = int(train.cardinality())
+    common.compile_fn(steps * FLAGS.epochs)(model)
+    before = accuracy(model, test)  # of --model_path: resume.fit restores a checkpoint
+    ckpt = state.checkpoint_dir(PHASE)
+    print(f"\n== fine-tune {FLAGS.model_path}: {FLAGS.epochs} epoch(s) of {steps} steps; "
+          f"test accuracy before: {before:.2%}")
+    tb = os.path.join(out, "tensorboard", "finetune")
+    resumed_at = resume.fit(model, train, FLAGS.epochs, ckpt, validation_data=test,
+                            callbacks=[keras.callbacks.TensorBoard(tb)])
+    after = accuracy(model, test)
+    path = os.path.join(out, "finetuned.keras")
+    model.save(path)
+    state.finish(PHASE, model="finetuned.keras", accuracy_before=before, accuracy_after=after,
+                 steps=steps * FLAGS.epochs, resumed_at_step=resumed_at)
+    print(f"\ntest accuracy: before {before:.2%}, after {after:.2%} "
+          f"({after - before:+.2%})")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    app.run(main)
