@@ -8,7 +8,7 @@ Dynamic Channel Execution (a CUCB bandit picks a fraction p of the channels per 
 Writes model.keras (slimming: with plain BatchNormalization, for apps.prune
 --criterion=bn_gamma; dce: the gated model with every channel on, plus bandit.json for
 apps.prune --criterion=dce), state.json (flags, steps, test accuracy) and TensorBoard
-logs to --output_dir.
+logs (loss, accuracy; slimming: γ histograms; dce: active-channel maps) to --output_dir.
 Checkpoints every --checkpoint_every_steps steps; rerunning with the same --output_dir
 resumes a killed run (weights, optimizer, epoch and step, λ, bandit state).
 """
@@ -106,8 +106,10 @@ def main(argv):
                      slimming.GammaLogger(os.path.join(tb, "gamma"))] + callbacks
     elif FLAGS.method == "dce":
         model = gating.gate_model(model, FLAGS.fraction, compact=FLAGS.compact)
+        from keras_slim.dce_tensorboard import ActiveChannelLogger
+
         bandit = _dce_callback(ckpt)
-        callbacks = [bandit] + callbacks
+        callbacks = [bandit, ActiveChannelLogger(bandit, os.path.join(tb, "active_channels"))] + callbacks
         on_resume = _restore_bandits(bandit)
     common.compile_fn(steps * FLAGS.epochs)(model)
 

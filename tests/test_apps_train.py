@@ -73,6 +73,7 @@ def test_dce_training_resumes_from_its_last_checkpoint(dce_run):
         assert sum(bandit["T"]) == total * bandit["k"], name
         assert max(bandit["T"]) <= total
     assert (out / "tensorboard" / "dce").is_dir()
+    assert list((out / "tensorboard" / "active_channels").glob("events.out.tfevents.*"))
     assert not (out / "checkpoints").exists()  # dropped once the phase finished
 
 
