@@ -126,7 +126,7 @@ class GatedBatchNormalization(keras.layers.BatchNormalization):
             return super().call(inputs, training=training, **kwargs)
         index = self.index
         x = tf.cast(inputs, tf.float32)
-        mean, variance = tf.nn.moments(x, axes=list(range(len(x.shape) - 1)))
+        mean, variance = self._moments(x, list(range(len(x.shape) - 1)))
         gamma = tf.gather(tf.convert_to_tensor(self.gamma), index) if self.scale else None
         beta = tf.gather(tf.convert_to_tensor(self.beta), index) if self.center else None
         outputs = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
@@ -135,6 +135,20 @@ class GatedBatchNormalization(keras.layers.BatchNormalization):
             moved = tf.gather(full, index) * self.momentum + batch_value * (1 - self.momentum)
             var.assign(tf.tensor_scatter_nd_update(full, index[:, None], moved))
         return tf.cast(outputs, inputs.dtype)
+
+    def _moments(self, x, axes):
+        """Batch moments; with synchronized=True over the global batch of all replicas
+        (tf.distribute), like Keras' synchronized BatchNormalization."""
+        replica = tf.distribute.get_replica_context()
+        if not getattr(self, "synchronized", False) or replica is None \
+                or replica.num_replicas_in_sync == 1:
+            return tf.nn.moments(x, axes=axes)
+        count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), x.dtype)
+        total, squares, count = replica.all_reduce(
+            tf.distribute.ReduceOp.SUM,
+            [tf.reduce_sum(x, axes), tf.reduce_sum(tf.square(x), axes), count])
+        mean = total / count
+        return mean, tf.maximum(squares / count - tf.square(mean), 0.0)
 
     def get_config(self):
         config = super().get_config()

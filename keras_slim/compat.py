@@ -27,6 +27,11 @@ else:
 KERAS3 = not LEGACY_KERAS
 FLAVOUR = "tf_keras" if LEGACY_KERAS else "keras3"
 
+# `add_weight(aggregation=...)` for a variable each replica assigns in replica context
+# (tf.distribute): the replicas' values are averaged. Keras 3 takes a string, tf_keras
+# the tf enum.
+MEAN_AGGREGATION = tf.VariableAggregation.MEAN if LEGACY_KERAS else "mean"
+
 
 def ensure_model(model, argument="model"):
     """Raise a clear error unless `model` is a Keras model of the flavour in use."""
@@ -125,9 +130,28 @@ def drop_build_configs(config):
     return config
 
 
+def _keep_synchronized(model, config):
+    """tf_keras leaves BatchNormalization's `synchronized` out of get_config(): put it back
+    (by layer name) for the BN layers of `model` that have it, so gated, slim and rebuilt
+    models keep their synchronized BN under tf.distribute."""
+    layers = {layer.name: layer for layer in model.layers}
+    for entry in config.get("layers", []):
+        inner = entry.get("config")
+        if not isinstance(inner, dict):
+            continue
+        layer = layers.get(inner.get("name", entry.get("name")))
+        if isinstance(layer, keras.Model) and "layers" in inner:
+            _keep_synchronized(layer, inner)
+        elif isinstance(layer, keras.layers.BatchNormalization) and "momentum" in inner \
+                and getattr(layer, "synchronized", False):
+            inner["synchronized"] = True
+
+
 def model_from_config(model, config, what="rebuilding"):
     """A new Functional/Sequential model from an edited config of `model`."""
     drop_build_configs(config)
+    if LEGACY_KERAS:
+        _keep_synchronized(model, config)
     try:
         if isinstance(model, keras.Sequential):
             return type(model).from_config(config)

@@ -210,6 +210,8 @@ class CUCBCallback(keras.callbacks.Callback):
         steps = getattr(self.model, "steps_per_execution", None)
         if steps is None:
             steps = getattr(self.model, "_steps_per_execution", None)
+        if hasattr(steps, "numpy"):  # a variable (a MirroredVariable under tf.distribute)
+            steps = steps.numpy()
         if steps is not None and int(np.asarray(steps)) > 1:
             raise ValueError("CUCBCallback needs steps_per_execution=1 (it changes the "
                              f"masks between steps), got {int(np.asarray(steps))}.")
@@ -259,7 +261,8 @@ class CUCBCallback(keras.callbacks.Callback):
     def save(self, checkpoint):
         """Write the bandit state next to a weights checkpoint: `<checkpoint>.bandit.json`."""
         path = self.state_path(checkpoint)
-        tmp = path + ".tmp"
+        # Per process: under multi-worker training every worker writes the same state.
+        tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "w") as f:
             json.dump(self.get_state(), f)
         os.replace(tmp, path)  # never leave a half-written state behind

@@ -76,8 +76,11 @@ class ChannelGate(keras.layers.Layer):
         self.mask = self.add_weight(name="mask", shape=(channels,), initializer="ones",
                                     trainable=False)
         # Taylor saliency of the last training step, per channel (see saliency.py).
+        # Assigned in the backward pass, i.e. per replica under tf.distribute: the
+        # replicas' values are averaged (keras_slim.distribute).
         self.saliency = self.add_weight(name="saliency", shape=(channels,),
-                                        initializer="zeros", trainable=False)
+                                        initializer="zeros", trainable=False,
+                                        aggregation=compat.MEAN_AGGREGATION)
         self.index_groups = {}
         if self.active is not None:
             self.index = self.add_weight(name="index", shape=(self.active,), dtype="int32",

@@ -16,6 +16,10 @@ dL/dh is the gradient of the loss being minimised, i.e. of the batch mean: every
 carries the same 1/B (and a loss-scale factor under mixed precision). Those are constant
 per step, and keras_slim.dce normalises saliencies per group and step, so they cancel.
 h is taken before the mask: for active channels that is the gated output itself.
+
+Under tf.distribute the gradient function runs per replica (replica context) on that
+replica's share of the batch; ChannelGate creates the variable with MEAN aggregation, so
+the assign stores the mean over replicas on every replica (keras_slim.distribute).
 """
 import tensorflow as tf
 
