@@ -7,7 +7,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import flags, logging  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 from keras_slim import data, models  # noqa: E402
 
@@ -141,3 +141,35 @@ def define_checkpoint_flags():
                       "resumes from its last checkpoint. --noresume starts over.")
     flags.DEFINE_integer("stop_after_steps", None, "Testing: exit (code 3, as if killed) "
                          "after N training steps of this process.", lower_bound=1)
+
+
+def define_strategy_flags():
+    flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"],
+                      "tf.distribute strategy: default (one device), mirrored (all local "
+                      "GPUs, or --logical_cpus CPU devices), multi_worker (TF_CONFIG; "
+                      "needs TF_USE_LEGACY_KERAS=1, see keras_slim.distribute), tpu.")
+    flags.DEFINE_integer("logical_cpus", None, "--strategy=mirrored on a CPU-only machine: "
+                         "split the CPU into N logical devices (replicas).", lower_bound=1)
+    flags.DEFINE_string("tpu", None, "--strategy=tpu: the TPU's name or address "
+                        "(default: $TPU_NAME).")
+
+
+def distribution_scope():
+    """The scope of the --strategy the run asked for (models are built and compiled in
+    it); a usage error naming the flag if it cannot be set up."""
+    from keras_slim import distribute
+
+    name = FLAGS.strategy
+    if FLAGS.logical_cpus is not None and name != "mirrored":
+        raise app.UsageError("--logical_cpus only applies to --strategy=mirrored.")
+    if FLAGS.tpu is not None and name != "tpu":
+        raise app.UsageError("--tpu only applies to --strategy=tpu.")
+    try:
+        strategy = distribute.make_strategy(name, logical_cpus=FLAGS.logical_cpus,
+                                            tpu=FLAGS.tpu)
+    except (ValueError, RuntimeError) as e:
+        raise app.UsageError(f"--strategy={name}: {e}") from None
+    if strategy.num_replicas_in_sync > 1:
+        print(f"--strategy={name}: {strategy.num_replicas_in_sync} replicas in sync; "
+              f"--batch_size is the global batch")
+    return strategy.scope()

@@ -19,6 +19,7 @@ common.define_model_path_flag("Pruned Keras model (.keras) to fine-tune.")
 common.define_data_flags()
 common.define_training_flags()
 common.define_output_flag("finetune")
+common.define_strategy_flags()
 common.define_checkpoint_flags()
 flags.DEFINE_integer("epochs", 1, "Fine-tuning epochs.", lower_bound=1)
 
@@ -31,7 +32,7 @@ def accuracy(model, test):
     return float(model.evaluate(test, verbose=0, return_dict=True)["accuracy"])
 
 
-def main(argv):
+def run(argv):
     del argv
     from keras_slim import gating, slimming
     from keras_slim.compat import keras
@@ -72,6 +73,11 @@ def main(argv):
     print(f"\ntest accuracy: before {before:.2%}, after {after:.2%} "
           f"({after - before:+.2%})")
     print(f"wrote {path}")
+
+
+def main(argv):
+    with common.distribution_scope():
+        run(argv)
 
 
 if __name__ == "__main__":

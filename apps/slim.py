@@ -21,6 +21,7 @@ FLAGS = flags.FLAGS
 common.define_data_flags()
 common.define_model_flags()
 common.define_output_flag("slim")
+common.define_strategy_flags()
 common.define_checkpoint_flags()
 flags.DEFINE_integer("epochs", 2, "Sparsity-training epochs.", lower_bound=1)
 flags.DEFINE_integer("finetune_epochs", 1, "Fine-tuning epochs after pruning.", lower_bound=0)
@@ -107,7 +108,7 @@ def plot_report(rows, path):
     plt.close(fig)
 
 
-def main(argv):
+def run(argv):
     del argv
     import export
     from apps import resume
@@ -209,6 +210,11 @@ def main(argv):
     print(f"\nint8 .tflite for the phone: {os.path.join(out, 'after_int8.tflite')}")
     print(f"everything else (models, plan.json, report and report.png, TensorBoard logs): "
           f"{out}")
+
+
+def main(argv):
+    with common.distribution_scope():
+        run(argv)
 
 
 if __name__ == "__main__":

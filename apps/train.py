@@ -23,6 +23,7 @@ FLAGS = flags.FLAGS
 common.define_data_flags()
 common.define_model_flags()
 common.define_output_flag("train")
+common.define_strategy_flags()
 common.define_checkpoint_flags()
 flags.DEFINE_enum("method", "baseline", ["baseline", "slimming", "dce"],
                   "baseline: plain training; slimming: L1 on BN γ (Network Slimming); dce: "
@@ -79,7 +80,7 @@ def _restore_bandits(callback):
     return restore
 
 
-def main(argv):
+def run(argv):
     del argv
     from keras_slim import gating, models, slimming
     from keras_slim.compat import keras
@@ -142,6 +143,11 @@ def main(argv):
     print(f"\ntest accuracy {accuracy:.2%} after {iterations} steps")
     print(f"wrote {model_path}" + (f" and {os.path.join(out, 'bandit.json')}"
                                    if bandit else "") + f"; TensorBoard logs in {tb}")
+
+
+def main(argv):
+    with common.distribution_scope():
+        run(argv)
 
 
 if __name__ == "__main__":

@@ -184,6 +184,9 @@ def test_slim_resumes_in_its_finetune_phase_without_redoing_earlier_phases(tmp_p
     ("finetune", ["--model_path=/nonexistent/pruned.keras"], "--model_path"),
     ("benchmark", ["--model_path={tmp}/m.h5"], "--model_path"),
     ("benchmark", ["--model_path={tmp}/m.tflite", "--threads=1,0"], "--threads"),
+    ("train", ["--logical_cpus=2"], "--logical_cpus"),
+    ("train", ["--strategy=tpu"], "--strategy"),
+    ("train", ["--strategy=multi_worker"], "--strategy"),  # no TF_CONFIG
 ])
 def test_bad_flags_are_usage_errors_naming_the_flag(app_name, args, flag, tmp_path):
     for name in ("m.tflite", "m.h5"):
@@ -200,3 +203,16 @@ def test_prune_by_dce_needs_the_bandit_state(tmp_path):
     result = run_app("prune", f"--model_path={model}", "--criterion=dce", timeout=120)
     assert result.returncode != 0
     assert "--bandit_state" in result.stderr and "Traceback" not in result.stderr
+
+
+@needs_fmnist
+def test_dce_training_on_two_mirrored_replicas(tmp_path):
+    out = tmp_path / "run"
+    result = run_app("train", "--method=dce", "--epochs=1", "--fraction=0.5",
+                     "--warmup_steps=2", "--strategy=mirrored", "--logical_cpus=2",
+                     f"--output_dir={out}", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 replicas in sync" in result.stdout
+    state = json.loads((out / "bandit.json").read_text())
+    assert all(b["t"] == STEPS_PER_EPOCH for b in state["bandits"].values())
+    assert _state(out)["phases"]["train"]["outputs"]["optimizer_iterations"] == STEPS_PER_EPOCH
