@@ -138,7 +138,8 @@ def _table(rows, threads):
     return "\n".join(lines)
 
 
-def _versions():
+def versions():
+    """One line: Python, TensorFlow, Keras flavour, ai-edge-litert and core count."""
     import ai_edge_litert
     litert = getattr(ai_edge_litert, "__version__", None)
     if litert is None:
@@ -147,6 +148,9 @@ def _versions():
     return (f"Python {platform.python_version()}, TensorFlow {tf.__version__}, "
             f"{FLAVOUR} {keras.__version__}, ai-edge-litert {litert}, "
             f"CPU cores {os.cpu_count()}")
+
+
+_versions = versions  # the old name
 
 
 def main():
