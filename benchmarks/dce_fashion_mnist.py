@@ -36,7 +36,8 @@ def accuracy(model, test):
 
 
 def dce_row(initial, build, train, test, fraction, policy, seed, epochs, finetune_epochs,
-            warmup_steps, verbose):
+            warmup_steps, verbose, keep_model=False):
+    """One DCE row; with keep_model the result also holds the compact model ("model")."""
     keras.utils.set_random_seed(seed)
     model = build()
     model.set_weights(initial)
@@ -53,12 +54,16 @@ def dce_row(initial, build, train, test, fraction, policy, seed, epochs, finetun
     after_rebuild = accuracy(compact, test)
     compact.fit(train, epochs=finetune_epochs, verbose=verbose)
     profile = metrics.profile(compact)
-    return {"after_rebuild": after_rebuild, "accuracy": accuracy(compact, test),
-            "params": profile["params"], "macs": profile["macs"],
-            "seconds": time.time() - start}
+    row = {"after_rebuild": after_rebuild, "accuracy": accuracy(compact, test),
+           "params": profile["params"], "macs": profile["macs"],
+           "seconds": time.time() - start}
+    if keep_model:
+        row["model"] = compact
+    return row
 
 
-def baseline_row(initial, build, train, test, seed, epochs, verbose):
+def baseline_row(initial, build, train, test, seed, epochs, verbose, keep_model=False):
+    """The unpruned model trained normally; with keep_model the result holds it ("model")."""
     keras.utils.set_random_seed(seed)
     model = build()
     model.set_weights(initial)
@@ -66,9 +71,12 @@ def baseline_row(initial, build, train, test, seed, epochs, verbose):
     cosine_compile(int(train.cardinality()) * epochs)(model)
     model.fit(train, epochs=epochs, verbose=verbose)
     profile = metrics.profile(model)
-    return {"after_rebuild": None, "accuracy": accuracy(model, test),
-            "params": profile["params"], "macs": profile["macs"],
-            "seconds": time.time() - start}
+    row = {"after_rebuild": None, "accuracy": accuracy(model, test),
+           "params": profile["params"], "macs": profile["macs"],
+           "seconds": time.time() - start}
+    if keep_model:
+        row["model"] = model
+    return row
 
 
 def summarise(rows):
