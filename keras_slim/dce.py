@@ -135,6 +135,15 @@ class CUCBCallback(keras.callbacks.Callback):
         if extra:
             raise ValueError(f"restored bandit state has groups {extra} that model "
                              f"{model.name!r} does not gate.")
+        for name, members in groups.items():
+            k = self.bandits[name].k
+            full = [gate.name for gate, _ in members if gate.fraction >= 1.0]
+            if full and k < self.bandits[name].num_arms:
+                raise ValueError(
+                    f"gates {full} were made with fraction 1 (every channel active, no "
+                    f"mask applied in training), but the callback plays {k} of "
+                    f"{self.bandits[name].num_arms} channels of group {name!r}: pass "
+                    "gate_model the fraction you train with.")
         self.indexed = []  # (layer, variable name, group): compact layers' active indices
         for layer in model.layers:
             for attribute, group in getattr(layer, "index_groups", {}).items():

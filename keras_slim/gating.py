@@ -99,6 +99,9 @@ class ChannelGate(keras.layers.Layer):
             position = tf.scatter_nd(index, tf.range(self.active), [channels])
             on = tf.scatter_nd(index, tf.ones([self.active], outputs.dtype), [channels])
             return tf.gather(outputs, position, axis=-1) * on
+        if training and self.fraction >= 1.0:
+            # Every channel active every step (CUCBCallback checks): skip the mask.
+            return recorded_identity(inputs, None, self.saliency)
         mask = tf.cast(tf.convert_to_tensor(self.mask), inputs.dtype)
         if training:
             return gated_product(inputs, mask, self.saliency)

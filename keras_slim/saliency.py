@@ -54,14 +54,15 @@ def gated_product(h, mask, saliency_variable):
 def recorded_identity(h, index, saliency_variable):
     """Identity on a compact h (..., k) holding channels `index` of a C-channel map;
     its gradient function stores their saliency at `index` of `saliency_variable` (C,)
-    (the other channels were not computed: 0)."""
+    (the other channels were not computed: 0). index None: h has all C channels."""
 
     @tf.custom_gradient
     def _identity(x):
         def grad(dy):
             values = tf.cast(taylor_saliency(x, dy), saliency_variable.dtype)
-            saliency_variable.assign(tf.scatter_nd(index[:, None], values,
-                                                   tf.shape(saliency_variable)))
+            if index is not None:
+                values = tf.scatter_nd(index[:, None], values, tf.shape(saliency_variable))
+            saliency_variable.assign(values)
             return dy
 
         return tf.identity(x), grad

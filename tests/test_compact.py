@@ -174,3 +174,14 @@ def test_callback_fraction_must_match_compact_gates():
     gated = gate_model(vgg_chain(), 0.5)
     with pytest.raises(ValueError, match=r"layer 'c1'.*compact execution.*4 active.*plays 2"):
         CUCBCallback(fraction=0.25).attach(gated)
+
+
+def test_fraction_one_skips_the_mask_but_still_records_saliency():
+    gated = gate_model(vgg_chain(), 1.0)
+    x, y = batch()
+    with tf.GradientTape() as tape:
+        loss = LOSS(y, gated(x, training=True))
+    tape.gradient(loss, gated.trainable_weights)
+    assert all((g.saliency.numpy() > 0).all() for g in gates_of(gated))
+    with pytest.raises(ValueError, match=r"fraction 1 .*plays 4 of 8"):
+        CUCBCallback(fraction=0.5).attach(gated)
