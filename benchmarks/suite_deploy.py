@@ -15,6 +15,12 @@ def export_int8(model, path, x_cal):
     return path
 
 
+def export_float32(model, path):
+    """Plain float32 .tflite: the latency reference for runtimes that scale with FLOPs."""
+    export.convert(model, "float32", output_path=path)
+    return path
+
+
 def int8_accuracy(path, x, y):
     logits = export.predict(path, x, batch_size=256)
     return float(np.mean(logits.reshape(len(x), -1).argmax(axis=1) == np.ravel(y)))
@@ -27,25 +33,26 @@ def sizes(path):
     return len(content) / 1024, len(gzip.compress(content, 9)) / 1024
 
 
-def latencies(paths, runs, rounds, warmup=20):
-    """{name: {"median_ms", "p90_ms", "round_medians"}} for {name: .tflite path}.
+def latencies(files, runs, rounds, warmup=20):
+    """{key: {"median_ms", "p90_ms", "round_medians"}} for {key: (.tflite path, xnnpack)}.
 
     Interleaved: every round benchmarks each file once (export.benchmark_tflite, one
     thread), so machine noise hits all files alike; the figure is the median of the
     rounds' medians, p90 the median of their p90s.
     """
-    medians = {name: [] for name in paths}
-    p90s = {name: [] for name in paths}
+    medians = {key: [] for key in files}
+    p90s = {key: [] for key in files}
     for r in range(rounds):
-        for name, path in paths.items():
-            bench = export.benchmark_tflite(path, threads=1, warmup=warmup, runs=runs, seed=r)
-            medians[name].append(bench["latency_ms"][1]["median"])
-            p90s[name].append(bench["latency_ms"][1]["p90"])
-    return {name: {"median_ms": statistics.median(medians[name]),
-                   "p90_ms": statistics.median(p90s[name]),
-                   "round_medians": medians[name]} for name in paths}
+        for key, (path, xnnpack) in files.items():
+            bench = export.benchmark_tflite(path, threads=1, warmup=warmup, runs=runs, seed=r,
+                                            xnnpack=xnnpack)
+            medians[key].append(bench["latency_ms"][1]["median"])
+            p90s[key].append(bench["latency_ms"][1]["p90"])
+    return {key: {"median_ms": statistics.median(medians[key]),
+                  "p90_ms": statistics.median(p90s[key]),
+                  "round_medians": medians[key]} for key in files}
 
 
-def tflite_name(workdir, model_name, row):
+def tflite_name(workdir, model_name, row, mode="int8"):
     safe = "".join(c if c.isalnum() else "_" for c in row).strip("_")
-    return os.path.join(workdir, f"{model_name}_{safe}_int8.tflite")
+    return os.path.join(workdir, f"{model_name}_{safe}_{mode}.tflite")

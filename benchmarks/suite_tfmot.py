@@ -12,7 +12,8 @@ strip_pruning, int8 post-training quantization. s is chosen so that the non-zero
 parameter count equals a given target (the slimming-70% model's parameter count).
 
     TF_USE_LEGACY_KERAS=1 python benchmarks/suite_tfmot.py --model vgg_small \
-        --budget '{...}' --initial w.npz --target_params 28000 --out row.json --tflite m.tflite
+        --budget '{...}' --initial w.npz --target_params 28000 --out row.json --tflite m.tflite \
+        --tflite_float32 m_float32.tflite
 """
 import argparse
 import dataclasses
@@ -35,15 +36,17 @@ def save_initial(model, weights, path):
     np.savez(path, **arrays)
 
 
-def run_tfmot_row(ctx, name, seed, target_params, workdir, tflite_path):
-    """Run this file under tf_keras; returns its JSON result (see main)."""
+def run_tfmot_row(ctx, name, seed, target_params, workdir, tflite_path, float_path):
+    """Run this file under tf_keras; returns its JSON result (see main). Writes the int8
+    .tflite to tflite_path and a float32 one to float_path."""
     initial = os.path.join(workdir, f"{name}_seed{seed}_initial.npz")
     save_initial(ctx.build(name), ctx.initial(name, seed), initial)
     out = os.path.join(workdir, f"{name}_tfmot.json")
     cmd = [sys.executable, os.path.abspath(__file__), "--model", name,
            "--budget", json.dumps(dataclasses.asdict(ctx.budget)), "--initial", initial,
            "--target_params", str(int(target_params)), "--seed", str(seed),
-           "--workdir", workdir, "--out", out, "--tflite", tflite_path]
+           "--workdir", workdir, "--out", out, "--tflite", tflite_path,
+           "--tflite_float32", float_path]
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
     subprocess.run(cmd, env=env, check=True)
     with open(out) as f:
@@ -85,6 +88,7 @@ def main():
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--tflite", required=True)
+    parser.add_argument("--tflite_float32", required=True)
     args = parser.parse_args()
 
     from keras_slim import metrics
@@ -94,7 +98,7 @@ def main():
     from dce_fashion_mnist import accuracy
     from slimming_fashion_mnist import cosine_compile
     from suite_budget import Budget, Context
-    from suite_deploy import export_int8
+    from suite_deploy import export_float32, export_int8
     from suite_log import log
 
     if not LEGACY_KERAS:
@@ -138,6 +142,7 @@ def main():
     profile = metrics.profile(final)
     nonzero = int(sum(np.count_nonzero(w) for w in final.get_weights()))
     export_int8(final, args.tflite, ctx.x_cal)
+    export_float32(final, args.tflite_float32)
     result = {"accuracy": acc, "accuracy_before_pruning": dense_accuracy,
               "params": profile["params"], "nonzero_params": nonzero,
               "macs": profile["macs"], "nonzero_macs": _nonzero_macs(final, profile),

@@ -28,9 +28,14 @@ def _random_input(detail, rng):
     return rng.integers(max(info.min, -128), min(info.max, 127) + 1, shape).astype(dtype)
 
 
-def benchmark_tflite(tflite, threads=(1, 4), warmup=10, runs=100, seed=0):
-    """{"size_bytes", "size_kb", "latency_ms": {threads: {"median", "p90", "min", "mean"}}}
-    for batch-1 inference on random inputs of the file's input dtype."""
+def benchmark_tflite(tflite, threads=(1, 4), warmup=10, runs=100, seed=0, xnnpack=True):
+    """{"size_bytes", "size_kb", "latency_ms": {threads: {"median", "p90", "min", "mean"}},
+    "xnnpack"} for batch-1 inference on random inputs of the file's input dtype.
+
+    xnnpack=False times LiteRT's builtin kernels instead of its default XNNPACK delegate:
+    on x86 CPUs with AMX/VNNI, XNNPACK's int8 convolutions cost about the same for any
+    small channel count, while the builtin kernels' cost follows the channels.
+    """
     if isinstance(threads, int):
         threads = (threads,)
     for t in threads:
@@ -38,9 +43,10 @@ def benchmark_tflite(tflite, threads=(1, 4), warmup=10, runs=100, seed=0):
     _check_count(warmup, "warmup", 0)
     _check_count(runs, "runs", 1)
     rng = np.random.default_rng(seed)
-    result = {"latency_ms": {}}
+    result = {"latency_ms": {}, "xnnpack": bool(xnnpack)}
     for t in threads:
-        interpreter, content, label = load_interpreter(tflite, num_threads=t)
+        interpreter, content, label = load_interpreter(tflite, num_threads=t,
+                                                       xnnpack=xnnpack)
         inputs = [(d["index"], _random_input(d, rng)) for d in interpreter.get_input_details()]
         for index, value in inputs:
             interpreter.set_tensor(index, value)

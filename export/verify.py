@@ -6,17 +6,18 @@
 import collections
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from export.errors import ExportError
 from export.flatbuffer import custom_op_names, op_names, parse, read_bytes
 
 
-def load_interpreter(tflite, num_threads=None, argument="tflite"):
+def load_interpreter(tflite, num_threads=None, argument="tflite", xnnpack=True):
     """(Interpreter with tensors allocated, content bytes, label) for a path or bytes.
 
     ai_edge_litert has no Flex delegate linked in, so a model with select-TF ops fails
-    here; we name those ops instead of passing on the runtime's message.
+    here; we name those ops instead of passing on the runtime's message. xnnpack=False
+    runs LiteRT's builtin kernels without its default XNNPACK delegate.
     """
     content, label = read_bytes(tflite, argument)
     model = parse(content, label)
@@ -25,7 +26,9 @@ def load_interpreter(tflite, num_threads=None, argument="tflite"):
         raise ExportError(f"{label} uses Flex (select TF) ops {', '.join(flex)}, which plain "
                           "LiteRT does not run; re-export with builtin ops only.")
     try:
-        interpreter = Interpreter(model_content=content, num_threads=num_threads)
+        resolver = {} if xnnpack else {"experimental_op_resolver_type":
+                                       OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+        interpreter = Interpreter(model_content=content, num_threads=num_threads, **resolver)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         raise ExportError(f"LiteRT cannot load {label}: {str(e).strip()[:500]}") from None

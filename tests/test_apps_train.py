@@ -125,11 +125,12 @@ def test_prune_by_dce_saliency_then_finetune_then_benchmark(dce_run, tmp_path):
     assert "finetuned_int8.tflite" in bench.stdout and "MACs" in bench.stdout
 
     # A .tflite is timed as it is: no params/MACs.
-    again = run_app("benchmark", f"--model_path={tflite}", "--runs=5",
+    again = run_app("benchmark", f"--model_path={tflite}", "--runs=5", "--noxnnpack",
                     f"--output_dir={tmp_path / 'bench2'}")
     assert again.returncode == 0, again.stderr[-2000:]
     result = json.loads((tmp_path / "bench2" / "benchmark.json").read_text())
     assert result["params"] is None and result["size_kb"] > 0
+    assert result["xnnpack"] is False and "no XNNPACK" in again.stdout
 
 
 @needs_fmnist

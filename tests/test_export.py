@@ -241,6 +241,20 @@ def test_benchmark_reports_size_and_latency(int8_file):
         export.benchmark_tflite(int8_file, runs=0)
 
 
+def test_benchmark_without_xnnpack_runs_the_builtin_kernels(trained, data):
+    _, (xt, _) = data
+    content = export.convert(trained, "float32")
+    ops = {}
+    for xnnpack in (True, False):
+        interpreter, _, _ = export.load_interpreter(content, num_threads=1, xnnpack=xnnpack)
+        # Private, but the only way to see whether a delegate took over the graph.
+        ops[xnnpack] = [op["op_name"] for op in interpreter._get_ops_details()]
+    assert "DELEGATE" in ops[True] and "DELEGATE" not in ops[False]
+    assert "CONV_2D" in ops[False]
+    result = export.benchmark_tflite(content, threads=1, warmup=1, runs=3, xnnpack=False)
+    assert result["xnnpack"] is False and result["latency_ms"][1]["median"] > 0
+
+
 # ------------------------------------------------------------------------ QAT
 
 @pytest.mark.skipif(not LEGACY_KERAS, reason="tfmot needs tf_keras (TF_USE_LEGACY_KERAS=1)")
