@@ -21,8 +21,8 @@ class Budget:
     finetune_epochs: int          # F: fine-tuning epochs after pruning
     seeds: int                    # seeds of the baseline and DCE rows (mean ± std)
     dce_warmup_steps: int         # DCE τ: random active sets first
-    # Sparsity λ of the slimming rows. In 3 epochs, 5e-3 zeroes too few γ (t = 70% cut
-    # live channels) and 2e-2 costs the sparse model >10 pt; 1e-2 sits between.
+    # Sparsity λ of the slimming rows, from benchmarks/slimming_lambda_sweep.py
+    # (results/slimming_lambda.md): the best accuracy after pruning 70% of 5e-3, 1e-2, 2e-2.
     l1: float = 1e-2
     ratios: tuple = (0.5, 0.7)    # slimming t of the rows
     dce_fractions: tuple = (0.5, 0.3)
