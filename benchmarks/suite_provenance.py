@@ -25,11 +25,11 @@ INT8_UNITS = {"amx_int8": "AMX-INT8", "avx512_vnni": "AVX512-VNNI", "avx_vnni": 
               "asimddp": "NEON dot product", "i8mm": "Arm I8MM"}
 
 
-def int8_units():
+def int8_units(cpuinfo="/proc/cpuinfo"):
     """The CPU's int8 matrix / dot-product units from /proc/cpuinfo, e.g. 'AMX-INT8,
     AVX512-VNNI'; 'none listed' if it names none, 'unknown' without /proc/cpuinfo."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             flags = set()
             for line in f:
                 if line.startswith(("flags", "Features")):

@@ -194,7 +194,7 @@ def _markdown(ctx, name, rows, goals, gain_lines):
                             ("CUCB better" if diff > spread else "random better"
                              if -diff > spread else "within seed noise")))
     notes = [
-        f"- Budget ({b.label}): first {b.train_examples:,} Fashion-MNIST training images, "
+        f"- Budget ({b.label}): first {b.train_examples:,} {b.dataset} training images, "
         f"test accuracy on the first {b.test_examples:,} test images; batch "
         f"{b.batch_size}, SGD momentum 0.9, lr 0.05 cosine-decayed per phase. Baseline, "
         f"scratch and uniform-width rows: {b.epochs + b.finetune_epochs} epochs. Slimming: "
