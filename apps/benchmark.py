@@ -27,7 +27,8 @@ flags.DEFINE_integer("runs", 50, "Timed invocations (batch 1) per thread count."
                      lower_bound=1)
 flags.DEFINE_bool("xnnpack", True,
                   "Run with LiteRT's default XNNPACK delegate; --noxnnpack times the builtin "
-                  "kernels (whose int8 cost follows the channel count on AMX/VNNI x86 CPUs).")
+                  "kernels (see benchmarks/results/litert_conv_scaling.md for when that "
+                  "differs).")
 flags.register_validator("model_path",
                          lambda p: p is None or p.endswith((".keras", ".tflite")),
                          message="--model_path must name a .keras or a .tflite file.")

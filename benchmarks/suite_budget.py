@@ -3,26 +3,28 @@
 Full and quick run the same code; only the numbers below differ. Every row of a model
 gets the same budget: baseline and scratch rows train epochs + finetune_epochs; the
 pruning rows train `epochs` (sparsity / DCE / normal) and fine-tune `finetune_epochs`.
+The dataset is Fashion-MNIST (offline here); `suite.py --dataset cifar10` or
+`svhn_cropped` runs the same budget on a tfds dataset for users who can download it.
 """
 import dataclasses
 
 from keras_slim import data, models
 from keras_slim.compat import keras
 
-DATASET = "fashion_mnist"
+DATASET = "fashion_mnist"  # the default; Budget.dataset overrides it
 
 
 @dataclasses.dataclass
 class Budget:
     label: str                    # "full" or "QUICK"
-    train_examples: int           # first N of the Fashion-MNIST train split
+    train_examples: int           # first N of the dataset's train split
     test_examples: int            # first N of the test split (10000 = all)
     epochs: int                   # E: normal / sparsity / DCE training epochs
     finetune_epochs: int          # F: fine-tuning epochs after pruning
     seeds: int                    # seeds of the baseline and DCE rows (mean ± std)
     dce_warmup_steps: int         # DCE τ: random active sets first
-    # Sparsity λ of the slimming rows. In 3 epochs, 5e-3 zeroes too few γ (t = 70% cut
-    # live channels) and 2e-2 costs the sparse model >10 pt; 1e-2 sits between.
+    # Sparsity λ of the slimming rows, from benchmarks/slimming_lambda_sweep.py
+    # (results/slimming_lambda.md): the best accuracy after pruning 70% of 5e-3, 1e-2, 2e-2.
     l1: float = 1e-2
     ratios: tuple = (0.5, 0.7)    # slimming t of the rows
     dce_fractions: tuple = (0.5, 0.3)
@@ -38,6 +40,7 @@ class Budget:
     # step-time ratios (the benchmarks/*_step_time.py scripts)
     step_time_steps: int = 30
     step_time_rounds: int = 5
+    dataset: str = DATASET        # any keras_slim.data.SUPPORTED name
 
     @property
     def train_split(self):
@@ -57,13 +60,13 @@ class Context:
 
     def __init__(self, budget, workdir):
         self.budget, self.workdir = budget, workdir
-        self.train, self.info = data.load(DATASET, budget.train_split,
+        self.train, self.info = data.load(budget.dataset, budget.train_split,
                                           batch_size=budget.batch_size, seed=0)
-        self.test, _ = data.load(DATASET, "test", batch_size=512,
+        self.test, _ = data.load(budget.dataset, "test", batch_size=512,
                                  take=budget.test_examples)
-        self.x_test, self.y_test = data.numpy_arrays(DATASET, "test",
+        self.x_test, self.y_test = data.numpy_arrays(budget.dataset, "test",
                                                      take=budget.test_examples)
-        self.x_cal, _ = data.numpy_arrays(DATASET, "train", take=budget.calibration)
+        self.x_cal, _ = data.numpy_arrays(budget.dataset, "train", take=budget.calibration)
         self.steps = int(self.train.cardinality())
         self.memo = {}  # training runs shared by the parts (see suite_runs)
 

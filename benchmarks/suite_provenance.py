@@ -21,6 +21,25 @@ def _cpu_model():
     return platform.processor() or "unknown CPU"
 
 
+INT8_UNITS = {"amx_int8": "AMX-INT8", "avx512_vnni": "AVX512-VNNI", "avx_vnni": "AVX-VNNI",
+              "asimddp": "NEON dot product", "i8mm": "Arm I8MM"}
+
+
+def int8_units(cpuinfo="/proc/cpuinfo"):
+    """The CPU's int8 matrix / dot-product units from /proc/cpuinfo, e.g. 'AMX-INT8,
+    AVX512-VNNI'; 'none listed' if it names none, 'unknown' without /proc/cpuinfo."""
+    try:
+        with open(cpuinfo) as f:
+            flags = set()
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    flags.update(line.split(":", 1)[1].split())
+    except OSError:
+        return "unknown"
+    found = [label for flag, label in INT8_UNITS.items() if flag in flags]
+    return ", ".join(found) if found else "none listed"
+
+
 def _package(name):
     try:
         return version(name)

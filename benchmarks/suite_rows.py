@@ -8,7 +8,7 @@ from keras_slim import metrics, slimming
 import suite_runs
 from suite_deploy import (export_float32, export_int8, int8_accuracy, latencies, sizes,
                           tflite_name)
-from suite_provenance import stamp
+from suite_provenance import int8_units, stamp
 from suite_tables import goal, goals_table, mean_std, pct, table
 from suite_tfmot import run_tfmot_row
 from suite_width import uniform_width
@@ -36,7 +36,8 @@ def _add(rows, name, accuracy, seconds, params, macs, after=None, **extra):
 
 
 def _train_rows(ctx, name, log):
-    """{row name: record} and {row name: seed-0 Keras model} (tfmot: a .tflite path)."""
+    """{row name: record} and {row name: seed-0 Keras model} (tfmot: its (int8, float32)
+    .tflite paths)."""
     b = ctx.budget
     rows, keep = {}, {}
     for seed in range(b.seeds):
@@ -94,10 +95,11 @@ def _train_rows(ctx, name, log):
     return rows, keep
 
 
-# Latency variants: (file, XNNPACK on). XNNPACK is LiteRT's default; the builtin int8
-# kernels stand in for a runtime whose int8 cost follows the channel count.
+# Latency variants -> (file, XNNPACK on), and the prefix of their fields in a row.
+# XNNPACK is LiteRT's default; the builtin int8 kernels' cost follows the channel count.
 VARIANTS = {"int8": ("int8", True), "float32": ("float32", True),
             "int8 builtin": ("int8", False)}
+FIELDS = {"int8": "", "float32": "float32_", "int8 builtin": "builtin_"}
 
 
 def _deploy(ctx, name, rows, keep, log):
@@ -120,12 +122,12 @@ def _deploy(ctx, name, rows, keep, log):
         path = paths[row, "int8"]
         size, zipped = sizes(path)
         rows[row].update(int8_accuracy=int8_accuracy(path, ctx.x_test, ctx.y_test),
-                         size_kb=size, gzip_kb=zipped,
-                         latency_ms=lat[row, "int8"]["median_ms"],
-                         p90_ms=lat[row, "int8"]["p90_ms"],
-                         round_medians=lat[row, "int8"]["round_medians"],
-                         float32_latency_ms=lat[row, "float32"]["median_ms"],
-                         builtin_latency_ms=lat[row, "int8 builtin"]["median_ms"])
+                         size_kb=size, gzip_kb=zipped)
+        for variant, prefix in FIELDS.items():
+            figures = lat[row, variant]
+            rows[row].update({f"{prefix}latency_ms": figures["median_ms"],
+                              f"{prefix}p90_ms": figures["p90_ms"],
+                              f"{prefix}round_medians": figures["round_medians"]})
 
 
 def _goals(name, rows, ratios):
@@ -136,7 +138,7 @@ def _goals(name, rows, ratios):
         flops = base["macs"] / r["macs"]
         gains = {key: base[key] / r[key] for key in
                  ("latency_ms", "builtin_latency_ms", "float32_latency_ms")}
-        out.append(goal(f"int8 latency gain / FLOPs reduction, {_slim(t)}",
+        out.append(goal(f"int8 latency gain / FLOPs reduction, {_slim(t)}, XNNPACK",
                         gains["latency_ms"] / flops, ">=", 0.85, name))
         out.append(goal(f"int8 latency gain / FLOPs reduction, {_slim(t)}, builtin "
                         "kernels (no XNNPACK)", gains["builtin_latency_ms"] / flops, ">=",
@@ -147,7 +149,7 @@ def _goals(name, rows, ratios):
     slim, tfmot = rows[_slim(max(ratios))], rows["tfmot magnitude pruning"]
     gap = 100 * (slim["int8_accuracy"] - tfmot["int8_accuracy"])
     where = f"{name}; int8 acc. slimmed − tfmot {gap:+.2f} pt"
-    out.append(goal(f"tfmot int8 latency / {_slim(max(ratios))} int8 latency",
+    out.append(goal(f"tfmot int8 latency / {_slim(max(ratios))} int8 latency, XNNPACK",
                     tfmot["latency_ms"] / slim["latency_ms"], ">=", 2, where))
     out.append(goal(f"tfmot int8 latency / {_slim(max(ratios))} int8 latency, builtin "
                     "kernels (no XNNPACK)",
@@ -161,8 +163,8 @@ def _markdown(ctx, name, rows, goals, gain_lines):
     b = ctx.budget
     base = mean_std(rows["baseline"]["seconds"])[0]
     header = ["row", "test acc %", "after rebuild, before FT % (bias comp. / none)",
-              "int8 acc %", "params", "MACs", "int8 KB", "LiteRT ms int8 (1 thread)",
-              "ms int8, builtin kernels", "ms float32", "train time / baseline"]
+              "int8 acc %", "params", "MACs", "int8 KB", "ms int8 XNNPACK (1 thread)",
+              "ms int8 builtin", "ms float32 XNNPACK", "train time / baseline"]
     body = []
     for r in rows.values():
         after = "–"
@@ -192,7 +194,7 @@ def _markdown(ctx, name, rows, goals, gain_lines):
                             ("CUCB better" if diff > spread else "random better"
                              if -diff > spread else "within seed noise")))
     notes = [
-        f"- Budget ({b.label}): first {b.train_examples:,} Fashion-MNIST training images, "
+        f"- Budget ({b.label}): first {b.train_examples:,} {b.dataset} training images, "
         f"test accuracy on the first {b.test_examples:,} test images; batch "
         f"{b.batch_size}, SGD momentum 0.9, lr 0.05 cosine-decayed per phase. Baseline, "
         f"scratch and uniform-width rows: {b.epochs + b.finetune_epochs} epochs. Slimming: "
@@ -220,10 +222,10 @@ def _markdown(ctx, name, rows, goals, gain_lines):
         "- int8 accuracy, size and latency are of the seed-0 model of each row.",
         "- int8: full-integer post-training quantization (export.convert, "
         f"{b.calibration} calibration images); int8 accuracy on the same test images. "
-        f"Latency: export.benchmark_tflite, batch 1, 1 thread, median of "
+        f"Latency (LiteRT): export.benchmark_tflite, batch 1, 1 thread, median of "
         f"{b.latency_rounds} interleaved rounds of {b.latency_runs} runs over all files of "
-        "this table; 'LiteRT ms' columns use LiteRT's default XNNPACK delegate, 'builtin "
-        "kernels' the int8 file without it (xnnpack=False).",
+        "this table. XNNPACK: LiteRT's default CPU delegate; builtin: the int8 file run "
+        "without it (xnnpack=False). Raw p90s and per-round medians: the part's JSON.",
         "- Train time: wall time of the row's training, pruning/rebuild and its test "
         "evaluations, divided by the baseline's (slimming rows include the sparsity "
         "training they share; the tfmot row is timed inside its tf_keras process).",
@@ -233,15 +235,16 @@ def _markdown(ctx, name, rows, goals, gain_lines):
         "CUCB vs the random policy (the DCE paper's ablation: CUCB should win, most "
         "clearly with few channels active):", "", *ablation, "", *notes, "",
         f"#### {name}: deployment ratios ({b.label} run)", "", stamp(), "",
-        table(["model", "FLOPs reduction", "int8 latency gain (/ FLOPs red.)",
-               "int8 builtin kernels gain (/ FLOPs red.)",
-               "float32 latency gain (/ FLOPs red.)"], gain_lines), "",
-        "On this x86 CPU (AMX-INT8, AVX512-VNNI), XNNPACK's int8 convolutions cost about "
-        "the same for any channel count from 8 to 64 (`python "
-        "benchmarks/litert_conv_scaling.py`, results/litert_conv_scaling.md), so every "
-        "small int8 model sits on the same floor and pruning hardly changes XNNPACK int8 "
-        "latency. LiteRT's builtin int8 kernels and XNNPACK float32, whose cost follows "
-        "the channels, are shown beside it.", "",
+        table(["model", "FLOPs reduction", "int8 XNNPACK latency gain (/ FLOPs red.)",
+               "int8 builtin latency gain (/ FLOPs red.)",
+               "float32 XNNPACK latency gain (/ FLOPs red.)"], gain_lines), "",
+        f"int8 units this CPU lists: {int8_units()}. On the CPU of "
+        "results/litert_conv_scaling.md (`python benchmarks/litert_conv_scaling.py`), one "
+        "XNNPACK int8 3x3 convolution took about the same time at 8 to 64 channels, while "
+        "the builtin int8 kernels and XNNPACK float32 grew with the channels; where that "
+        "holds, removing channels of the narrow layers saves little XNNPACK int8 time. "
+        "The builtin and float32 columns show the gain where cost follows the channels.",
+        "",
         f"Slimmed {slim70} vs tfmot at matched non-zero parameters: test accuracy "
         f"{pct(rows[slim70]['accuracy'])} vs {pct(tfmot['accuracy'])} (int8 "
         f"{100 * rows[slim70]['int8_accuracy']:.2f} vs {100 * tfmot['int8_accuracy']:.2f}); "

@@ -147,6 +147,7 @@ def main():
               "params": profile["params"], "nonzero_params": nonzero,
               "macs": profile["macs"], "nonzero_macs": _nonzero_macs(final, profile),
               "kernel_sparsity": sparsity, "seconds": seconds, "tflite": args.tflite,
+              "tflite_float32": args.tflite_float32,
               "flavour": f"{FLAVOUR} {keras.__version__}"}
     log(f"tfmot: accuracy {acc:.4f}, kernel sparsity {sparsity:.3f}, non-zero params "
         f"{nonzero:,} of {profile['params']:,}, {seconds:.0f} s")

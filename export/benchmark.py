@@ -32,9 +32,10 @@ def benchmark_tflite(tflite, threads=(1, 4), warmup=10, runs=100, seed=0, xnnpac
     """{"size_bytes", "size_kb", "latency_ms": {threads: {"median", "p90", "min", "mean"}},
     "xnnpack"} for batch-1 inference on random inputs of the file's input dtype.
 
-    xnnpack=False times LiteRT's builtin kernels instead of its default XNNPACK delegate:
-    on x86 CPUs with AMX/VNNI, XNNPACK's int8 convolutions cost about the same for any
-    small channel count, while the builtin kernels' cost follows the channels.
+    xnnpack=False times LiteRT's builtin kernels instead of its default XNNPACK delegate.
+    On some CPUs XNNPACK's int8 convolutions cost about the same for any small channel
+    count while the builtin kernels' cost follows the channels
+    (benchmarks/results/litert_conv_scaling.md).
     """
     if isinstance(threads, int):
         threads = (threads,)
