@@ -30,9 +30,13 @@ def verdict(g):
     return "not measured" if g["met"] is None else "met" if g["met"] else "**NOT met**"
 
 
+def _cell(value):
+    return str(value).replace("|", "\\|")  # |γ| must not split a column
+
+
 def table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import suite  # noqa: E402
 import suite_budget  # noqa: E402
 import suite_rows  # noqa: E402
+import suite_tables  # noqa: E402
 from suite_deploy import latencies  # noqa: E402
 from suite_provenance import int8_units  # noqa: E402
 from suite_tables import goal, goals_table, pct  # noqa: E402
@@ -86,6 +87,9 @@ def test_tables_helpers():
     table = goals_table([goal("fast", 0.5, "<=", 0.6), goal("slow", 0.7, "<=", 0.6)])
     assert "| fast |  | 0.500 | <= 0.6 | met |" in table
     assert "| slow |  | 0.700 | <= 0.6 | **NOT met** |" in table
+    # A |γ| header must not add a column.
+    assert suite_tables.table(["share |γ| < 0.01", "n"], [[1, 2]]).splitlines()[0] == \
+        "| share \\|γ\\| < 0.01 | n |"
 
 
 @pytest.mark.parametrize("text, expected", [
