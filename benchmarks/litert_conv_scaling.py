@@ -9,7 +9,6 @@ CPU default) and with the builtin kernels only.
 """
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -30,23 +29,10 @@ def conv_model(size, channels):
 
 
 def fastest_ms(content, xnnpack, runs, rounds):
-    """Fastest round's mean invoke time: the machine's noise only ever adds time."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    kwargs = {} if xnnpack else {"experimental_op_resolver_type":
-                                 OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
-    interpreter = Interpreter(model_content=content, num_threads=1, **kwargs)
-    interpreter.allocate_tensors()
-    detail = interpreter.get_input_details()[0]
-    interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
-    for _ in range(10):
-        interpreter.invoke()
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(runs):
-            interpreter.invoke()
-        best = min(best, (time.perf_counter() - start) / runs)
-    return 1000 * best
+    """Fastest round's median invoke time: the machine's noise only ever adds time."""
+    return min(export.benchmark_tflite(content, threads=1, warmup=10, runs=runs, seed=r,
+                                       xnnpack=xnnpack)["latency_ms"][1]["median"]
+               for r in range(rounds))
 
 
 def measure(sizes, channels, runs, rounds):
@@ -87,9 +73,9 @@ def markdown(results, args):
     return "\n".join([
         "# LiteRT latency of one 3x3 convolution vs its channel count", "",
         stamp(), "", f"int8 units this CPU lists (/proc/cpuinfo): {int8_units()}.", "",
-        f"Conv2D(c → c, 3x3, same) + ReLU, batch 1, 1 thread; fastest of {args.rounds} "
-        f"rounds of {args.runs} invokes. int8: full-integer post-training quantization "
-        "(export.convert). XNNPACK is LiteRT's default CPU delegate; 'builtin' is "
+        f"Conv2D(c → c, 3x3, same) + ReLU, batch 1, 1 thread; export.benchmark_tflite, "
+        f"fastest of {args.rounds} rounds' medians of {args.runs} invokes. int8: "
+        "full-integer post-training quantization (export.convert). XNNPACK is LiteRT's default CPU delegate; 'builtin' is "
         "OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES.", "",
         table(header, rows), "", *ratios, "",
         "Removing channels shortens a layer's time only where its time grows with the "
