@@ -1,40 +1,45 @@
 """Size and LiteRT latency of a model; for a .keras model also params and MACs.
 
-    python -m apps.benchmark --model_path=run/after.keras --mode=int8 --threads=1,4
-    python -m apps.benchmark --model_path=run/after_int8.tflite --output_dir=run/bench
+    python -m keras_slim.apps.benchmark --model_path=run/after.keras --mode=int8 --threads=1,4
+    python -m keras_slim.apps.benchmark --model_path=run/after_int8.tflite --output_dir=run/bench
 
 A .keras model is converted first (--mode; int8 calibrated on training images) into
 --output_dir. Prints a table and writes benchmark.json there.
 """
 import os
 
-from apps import common  # noqa: F401  (quiets TF before it loads)
+from keras_slim.apps import common  # noqa: F401  (quiets TF before it loads)
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-common.define_model_path_flag("A .keras model (converted first) or a .tflite file.")
-common.define_output_flag("benchmark")
-flags.DEFINE_enum("mode", "int8", ["float32", "float16", "dynamic", "int8", "int16x8"],
-                  "Conversion mode of a .keras model (int8: full integer).")
-flags.DEFINE_enum("dataset", "fashion_mnist", common.data.SUPPORTED,
-                  "Dataset of the int8/int16x8 calibration images.")
-flags.DEFINE_string("local_data_dir", None, "Directory with the dataset's idx files.")
-flags.DEFINE_integer("representative_samples", 200, "Training images for int8 calibration.",
-                     lower_bound=1)
-flags.DEFINE_list("threads", ["1"], "LiteRT interpreter thread counts to time, e.g. 1,4.")
-flags.DEFINE_integer("warmup", 10, "Untimed invocations first.", lower_bound=0)
-flags.DEFINE_integer("runs", 50, "Timed invocations (batch 1) per thread count.",
-                     lower_bound=1)
-flags.DEFINE_bool("xnnpack", True,
-                  "Run with LiteRT's default XNNPACK delegate; --noxnnpack times the builtin "
-                  "kernels (see benchmarks/results/litert_conv_scaling.md for when that "
-                  "differs).")
-flags.register_validator("model_path",
-                         lambda p: p is None or p.endswith((".keras", ".tflite")),
-                         message="--model_path must name a .keras or a .tflite file.")
-flags.register_validator("threads",
-                         lambda ts: bool(ts) and all(t.isdigit() and int(t) >= 1 for t in ts),
-                         message="--threads must be a comma-separated list of integers >= 1.")
+
+
+def define_flags():
+    """This app's flags (defined on demand, so every app imports in one process)."""
+    common.define_model_path_flag("A .keras model (converted first) or a .tflite file.")
+    common.define_output_flag("benchmark")
+    flags.DEFINE_enum("mode", "int8", ["float32", "float16", "dynamic", "int8", "int16x8"],
+                      "Conversion mode of a .keras model (int8: full integer).")
+    flags.DEFINE_enum("dataset", "fashion_mnist", common.data.SUPPORTED,
+                      "Dataset of the int8/int16x8 calibration images.")
+    flags.DEFINE_string("local_data_dir", None, "Directory with the dataset's idx files.")
+    flags.DEFINE_integer("representative_samples", 200, "Training images for int8 calibration.",
+                         lower_bound=1)
+    flags.DEFINE_list("threads", ["1"], "LiteRT interpreter thread counts to time, e.g. 1,4.")
+    flags.DEFINE_integer("warmup", 10, "Untimed invocations first.", lower_bound=0)
+    flags.DEFINE_integer("runs", 50, "Timed invocations (batch 1) per thread count.",
+                         lower_bound=1)
+    flags.DEFINE_bool("xnnpack", True,
+                      "Run with LiteRT's default XNNPACK delegate; --noxnnpack times the builtin "
+                      "kernels (see benchmarks/results/litert_conv_scaling.md for when that "
+                      "differs).")
+    flags.register_validator("model_path",
+                             lambda p: p is None or p.endswith((".keras", ".tflite")),
+                             message="--model_path must name a .keras or a .tflite file.")
+    flags.register_validator("threads",
+                             lambda ts: bool(ts) and all(t.isdigit() and int(t) >= 1 for t in ts),
+                             message="--threads must be a comma-separated list of integers >= 1.")
+    common.allow_redefinition()
 
 
 def format_table(result):
@@ -52,9 +57,10 @@ def format_table(result):
 def main(argv):
     del argv
     common.quiet_logs()
-    import export
-    from apps import resume
-    from keras_slim import data, metrics
+    from keras_slim import export
+    from keras_slim.training import resume
+    from keras_slim.zoo import data
+    from keras_slim.core import metrics
 
     out = common.output_dir("benchmark")
     result = {"model_path": FLAGS.model_path, "params": None, "macs": None}
@@ -91,5 +97,8 @@ def main(argv):
           f"wrote {path}")
 
 
+launch = common.launcher(define_flags, main)  # the console script's entry
+
+
 if __name__ == "__main__":
-    app.run(main)
+    launch()

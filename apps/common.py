@@ -9,7 +9,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from keras_slim import data, models  # noqa: E402
+from keras_slim.zoo import data
+from keras_slim.zoo import models  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -105,7 +106,7 @@ def compile_fn(steps_of_phase):
     """Compile function for a training phase of `steps_of_phase` steps: SGD with
     momentum (network_slimming.default_compile), cosine-decayed over the phase."""
     from keras_slim.compat import keras
-    from keras_slim.network_slimming import default_compile
+    from keras_slim.slimming.pipeline import default_compile
 
     def compile_model(model):
         lr = FLAGS.learning_rate
@@ -123,15 +124,66 @@ def define_model_path_flag(help_text="Trained Keras model (.keras) to read."):
 
 
 def load_keras_model(path):
-    """A .keras model with keras_slim's custom layers registered."""
-    from keras_slim import gating, layers, slimming  # noqa: F401  (registers custom layers)
-    from keras_slim.compat import keras
+    """A saved model with every keras-slim layer known; a file Keras cannot read is a
+    usage error naming it."""
+    from keras_slim.serialization import load_model
 
-    return keras.models.load_model(path)
+    try:
+        return load_model(path)
+    except ValueError as e:
+        raise app.UsageError(f"--model_path={path}: {e}") from None
+
+
+def allow_redefinition():
+    """Let another app in the same process define flags of the same names (its own
+    help and defaults replace these), so all apps import and run in one process."""
+    for name in list(FLAGS):
+        FLAGS[name].allow_override = True
+
+
+def run_state(out, flag_names):
+    """The run's resume state; flags in `flag_names` must not change on resume."""
+    from keras_slim.training import resume
+
+    try:
+        return resume.RunState(out, {n: FLAGS[n].value for n in flag_names},
+                               resume=FLAGS.resume)
+    except resume.RunStateError as e:
+        raise app.UsageError(str(e)) from None
+
+
+def save_freq():
+    return FLAGS.checkpoint_every_steps or "epoch"
+
+
+def resumable_fit(model, train, epochs, checkpoint_dir, **kwargs):
+    """keras_slim.training.resume.fit with the checkpoint flags."""
+    from keras_slim.training import resume
+
+    return resume.fit(model, train, epochs, checkpoint_dir, save_freq=save_freq(),
+                      stop_after_steps=FLAGS.stop_after_steps, **kwargs)
+
+
+def launcher(define_flags, main):
+    """An app's entry point: define its flags, parse argv, run main (absl's app.run)."""
+    def launch():
+        define_flags()
+        app.run(main)
+    return launch
+
+
+def run_in_process(app_module, argv):
+    """Run an app as `python -m` would, in this process (tests, notebooks): its flags
+    defined afresh and parsed from argv (argv[0] is the program name). A usage error
+    propagates as app.UsageError instead of exiting."""
+    app_module.define_flags()
+    FLAGS.unparse_flags()
+    rest = FLAGS(list(argv))
+    return app_module.main(rest)
 
 
 def define_checkpoint_flags():
-    """Checkpoint / resume flags of the apps that train (see apps/resume.py)."""
+    """Checkpoint / resume flags of the apps that train (see keras_slim/training/resume.py)."""
     flags.DEFINE_integer("checkpoint_every_steps", 100, "Save a checkpoint (weights, "
                          "optimizer, epoch and step; DCE: bandit state) every N training "
                          "steps and at every epoch end; 0: at epoch ends only.",
@@ -147,7 +199,7 @@ def define_strategy_flags():
     flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"],
                       "tf.distribute strategy: default (one device), mirrored (all local "
                       "GPUs, or --logical_cpus CPU devices), multi_worker (TF_CONFIG; "
-                      "needs TF_USE_LEGACY_KERAS=1, see keras_slim.distribute), tpu.")
+                      "needs TF_USE_LEGACY_KERAS=1, see keras_slim.training.distribute), tpu.")
     flags.DEFINE_integer("logical_cpus", None, "--strategy=mirrored on a CPU-only machine: "
                          "split the CPU into N logical devices (replicas).", lower_bound=1)
     flags.DEFINE_string("tpu", None, "--strategy=tpu: the TPU's name or address "
@@ -157,7 +209,7 @@ def define_strategy_flags():
 def distribution_scope():
     """The scope of the --strategy the run asked for (models are built and compiled in
     it); a usage error naming the flag if it cannot be set up."""
-    from keras_slim import distribute
+    from keras_slim.training import distribute
 
     name = FLAGS.strategy
     if FLAGS.logical_cpus is not None and name != "mirrored":

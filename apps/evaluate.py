@@ -1,16 +1,21 @@
 """Accuracy of a .keras model or a .tflite file on a dataset split.
 
-    python -m apps.evaluate --model_path=run/after_int8.tflite --dataset=fashion_mnist
+    python -m keras_slim.apps.evaluate --model_path=run/after_int8.tflite --dataset=fashion_mnist
 """
-from apps import common  # noqa: F401  (quiets TF before it loads)
-from absl import app, flags
+from keras_slim.apps import common  # noqa: F401  (quiets TF before it loads)
+from absl import flags
 
 FLAGS = flags.FLAGS
-common.define_model_path_flag("A .keras model or a .tflite file.")
-flags.DEFINE_enum("dataset", "fashion_mnist", common.data.SUPPORTED, "Dataset.")
-flags.DEFINE_string("split", "test", "Split, tfds style (test, train[:5000], ...).")
-flags.DEFINE_integer("take", None, "Only the first N examples.", lower_bound=1)
-flags.DEFINE_string("local_data_dir", None, "Directory with the dataset's idx files.")
+
+
+def define_flags():
+    """This app's flags (defined on demand, so every app imports in one process)."""
+    common.define_model_path_flag("A .keras model or a .tflite file.")
+    flags.DEFINE_enum("dataset", "fashion_mnist", common.data.SUPPORTED, "Dataset.")
+    flags.DEFINE_string("split", "test", "Split, tfds style (test, train[:5000], ...).")
+    flags.DEFINE_integer("take", None, "Only the first N examples.", lower_bound=1)
+    flags.DEFINE_string("local_data_dir", None, "Directory with the dataset's idx files.")
+    common.allow_redefinition()
 
 
 def main(argv):
@@ -18,12 +23,12 @@ def main(argv):
     common.quiet_logs()
     import numpy as np
 
-    from keras_slim import data
+    from keras_slim.zoo import data
 
     x, y = data.numpy_arrays(FLAGS.dataset, FLAGS.split, take=FLAGS.take,
                              local_dir=FLAGS.local_data_dir)
     if FLAGS.model_path.endswith(".tflite"):
-        import export
+        from keras_slim import export
         logits = export.predict(FLAGS.model_path, x)
     else:
         logits = common.load_keras_model(FLAGS.model_path).predict(x, batch_size=256,
@@ -33,5 +38,8 @@ def main(argv):
           f"{FLAGS.dataset} {FLAGS.split}")
 
 
+launch = common.launcher(define_flags, main)  # the console script's entry
+
+
 if __name__ == "__main__":
-    app.run(main)
+    launch()

@@ -1,34 +1,39 @@
 """Export a .keras model to a verified .tflite file for phones.
 
-    python -m apps.export --model_path=run/after.keras --mode=int8 --output=run/model.tflite
+    python -m keras_slim.apps.export --model_path=run/after.keras --mode=int8 --output=run/model.tflite
 """
-from apps import common  # noqa: F401  (quiets TF before it loads)
-from absl import app, flags
+from keras_slim.apps import common  # noqa: F401  (quiets TF before it loads)
+from absl import flags
 
 FLAGS = flags.FLAGS
-common.define_model_path_flag()
-flags.DEFINE_enum("mode", "int8", ["float32", "float16", "dynamic", "int8", "int16x8"],
-                  "Conversion mode (int8: full integer, int8 input and output).")
-flags.DEFINE_enum("dataset", "fashion_mnist", common.data.SUPPORTED,
-                  "Dataset for calibration, verification and the embedded metadata.")
-flags.DEFINE_string("local_data_dir", None, "Directory with the dataset's idx files.")
-flags.DEFINE_integer("representative_samples", 200, "Training images for int8 calibration.",
-                     lower_bound=1)
-flags.DEFINE_integer("eval_samples", 1000, "Test images for the agreement check.",
-                     lower_bound=1)
-flags.DEFINE_string("plan", None, "plan.json to summarise in the file's metadata.")
-flags.DEFINE_string("output", None, "Path of the .tflite file to write.")
-flags.mark_flag_as_required("output")
-flags.register_validator("plan", lambda p: p is None or __import__("os").path.isfile(p),
-                         message="--plan does not name an existing file.")
+
+
+def define_flags():
+    """This app's flags (defined on demand, so every app imports in one process)."""
+    common.define_model_path_flag()
+    flags.DEFINE_enum("mode", "int8", ["float32", "float16", "dynamic", "int8", "int16x8"],
+                      "Conversion mode (int8: full integer, int8 input and output).")
+    flags.DEFINE_enum("dataset", "fashion_mnist", common.data.SUPPORTED,
+                      "Dataset for calibration, verification and the embedded metadata.")
+    flags.DEFINE_string("local_data_dir", None, "Directory with the dataset's idx files.")
+    flags.DEFINE_integer("representative_samples", 200, "Training images for int8 calibration.",
+                         lower_bound=1)
+    flags.DEFINE_integer("eval_samples", 1000, "Test images for the agreement check.",
+                         lower_bound=1)
+    flags.DEFINE_string("plan", None, "plan.json to summarise in the file's metadata.")
+    flags.DEFINE_string("output", None, "Path of the .tflite file to write.")
+    flags.mark_flag_as_required("output")
+    flags.register_validator("plan", lambda p: p is None or __import__("os").path.isfile(p),
+                             message="--plan does not name an existing file.")
+    common.allow_redefinition()
 
 
 def main(argv):
     del argv
     common.quiet_logs()
-    import export
-    from keras_slim import data
-    from keras_slim.plan import ChannelPlan
+    from keras_slim import export
+    from keras_slim.zoo import data
+    from keras_slim.core.plan import ChannelPlan
 
     model = common.load_keras_model(FLAGS.model_path)
     calibration = None
@@ -49,5 +54,8 @@ def main(argv):
           f"{report['num_samples']} test images")
 
 
+launch = common.launcher(define_flags, main)  # the console script's entry
+
+
 if __name__ == "__main__":
-    app.run(main)
+    launch()

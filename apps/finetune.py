@@ -1,6 +1,6 @@
 """Fine-tune a (pruned) .keras model; prints the test accuracy before and after.
 
-    python -m apps.finetune --model_path=run/pruned/pruned.keras --epochs=3 \
+    python -m keras_slim.apps.finetune --model_path=run/pruned/pruned.keras --epochs=3 \
         --learning_rate=0.01 --output_dir=run/finetuned
 
 Writes finetuned.keras, state.json and TensorBoard logs to --output_dir. Any L1 term on
@@ -9,19 +9,23 @@ Checkpoints and resume as in apps.train.
 """
 import os
 
-from apps import common  # noqa: F401  (quiets TF before it loads)
+from keras_slim.apps import common  # noqa: F401  (quiets TF before it loads)
 from absl import app, flags
 
-from apps import resume
 
 FLAGS = flags.FLAGS
-common.define_model_path_flag("Pruned Keras model (.keras) to fine-tune.")
-common.define_data_flags()
-common.define_training_flags()
-common.define_output_flag("finetune")
-common.define_strategy_flags()
-common.define_checkpoint_flags()
-flags.DEFINE_integer("epochs", 1, "Fine-tuning epochs.", lower_bound=1)
+
+
+def define_flags():
+    """This app's flags (defined on demand, so every app imports in one process)."""
+    common.define_model_path_flag("Pruned Keras model (.keras) to fine-tune.")
+    common.define_data_flags()
+    common.define_training_flags()
+    common.define_output_flag("finetune")
+    common.define_strategy_flags()
+    common.define_checkpoint_flags()
+    flags.DEFINE_integer("epochs", 1, "Fine-tuning epochs.", lower_bound=1)
+    common.allow_redefinition()
 
 RUN_FLAGS = ("model_path", "dataset", "local_data_dir", "train_take", "batch_size",
              "learning_rate", "lr_schedule", "seed", "epochs")
@@ -34,12 +38,13 @@ def accuracy(model, test):
 
 def run(argv):
     del argv
-    from keras_slim import gating, slimming
+    from keras_slim.dce import gates as gating
+    from keras_slim import slimming
     from keras_slim.compat import keras
 
     common.quiet_logs()
     out = common.output_dir("finetune")
-    state = resume.RunState(out, RUN_FLAGS)
+    state = common.run_state(out, RUN_FLAGS)
     if state.done(PHASE):
         done = state.done(PHASE)
         print(f"fine-tuning {state.skip_message(PHASE)}: test accuracy "
@@ -63,7 +68,7 @@ def run(argv):
     print(f"\n== fine-tune {FLAGS.model_path}: {FLAGS.epochs} epoch(s) of {steps} steps; "
           f"test accuracy before: {before:.2%}")
     tb = os.path.join(out, "tensorboard", "finetune")
-    resumed_at = resume.fit(model, train, FLAGS.epochs, ckpt, validation_data=test,
+    resumed_at = common.resumable_fit(model, train, FLAGS.epochs, ckpt, validation_data=test,
                             callbacks=[keras.callbacks.TensorBoard(tb)])
     after = accuracy(model, test)
     path = os.path.join(out, "finetuned.keras")
@@ -80,5 +85,8 @@ def main(argv):
         run(argv)
 
 
+launch = common.launcher(define_flags, main)  # the console script's entry
+
+
 if __name__ == "__main__":
-    app.run(main)
+    launch()

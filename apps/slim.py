@@ -3,9 +3,9 @@
 train with the γ-L1 sparsity term → prune the lowest-γ channels → rebuild (bias
 compensation) → fine-tune → export int8 .tflite → verify in LiteRT → before/after table.
 
-    python -m apps.slim                                  # Fashion-MNIST, vgg_small
-    python -m apps.slim --epochs=1 --finetune_epochs=1 --train_take=5000 --output_dir=/tmp/r
-    python -m apps.slim --flagfile=my.flags
+    python -m keras_slim.apps.slim                                  # Fashion-MNIST, vgg_small
+    python -m keras_slim.apps.slim --epochs=1 --finetune_epochs=1 --train_take=5000 --output_dir=/tmp/r
+    python -m keras_slim.apps.slim --flagfile=my.flags
 
 Rerunning with the same --output_dir resumes: finished phases (recorded in state.json)
 are skipped and an interrupted training phase continues from its last checkpoint
@@ -14,34 +14,37 @@ are skipped and an interrupted training phase continues from its last checkpoint
 import json
 import os
 
-from apps import common  # noqa: F401  (quiets TF before it loads)
-from absl import app, flags
+from keras_slim.apps import common  # noqa: F401  (quiets TF before it loads)
+from absl import flags
 
 FLAGS = flags.FLAGS
-common.define_data_flags()
-common.define_model_flags()
-common.define_output_flag("slim")
-common.define_strategy_flags()
-common.define_checkpoint_flags()
-flags.DEFINE_integer("epochs", 2, "Sparsity-training epochs.", lower_bound=1)
-flags.DEFINE_integer("finetune_epochs", 1, "Fine-tuning epochs after pruning.", lower_bound=0)
-flags.DEFINE_float("l1", 5e-3, "λ of the L1 penalty on BN γ (the paper uses 1e-4 over 160 "
-                   "epochs; short schedules need more).", lower_bound=0.0)
-flags.DEFINE_float("ratio", 0.6, "Share of channels to remove, in [0, 1).", lower_bound=0.0,
-                   upper_bound=0.99999)
-flags.DEFINE_integer("round_to", 8, "Round kept channel counts to this multiple.",
-                     lower_bound=1)
-flags.DEFINE_integer("representative_samples", 200, "Training images used to calibrate "
-                     "the int8 file.", lower_bound=1)
-flags.DEFINE_integer("eval_samples", 2000, "Test images used to compare the .tflite files "
-                     "with Keras (the table's accuracies are on these).", lower_bound=1)
 
 
-@flags.multi_flags_validator(["dataset", "representative_samples"],
-                             message="--representative_samples exceeds the training split.")
-def _calibration_fits(values):
-    from keras_slim import data
-    return values["representative_samples"] <= data.info(values["dataset"]).num_examples["train"]
+def define_flags():
+    """This app's flags (defined on demand, so every app imports in one process)."""
+    common.define_data_flags()
+    common.define_model_flags()
+    common.define_output_flag("slim")
+    common.define_strategy_flags()
+    common.define_checkpoint_flags()
+    flags.DEFINE_integer("epochs", 2, "Sparsity-training epochs.", lower_bound=1)
+    flags.DEFINE_integer("finetune_epochs", 1, "Fine-tuning epochs after pruning.", lower_bound=0)
+    flags.DEFINE_float("l1", 5e-3, "λ of the L1 penalty on BN γ (the paper uses 1e-4 over 160 "
+                       "epochs; short schedules need more).", lower_bound=0.0)
+    flags.DEFINE_float("ratio", 0.6, "Share of channels to remove, in [0, 1).", lower_bound=0.0,
+                       upper_bound=0.99999)
+    flags.DEFINE_integer("round_to", 8, "Round kept channel counts to this multiple.",
+                         lower_bound=1)
+    flags.DEFINE_integer("representative_samples", 200, "Training images used to calibrate "
+                         "the int8 file.", lower_bound=1)
+    flags.DEFINE_integer("eval_samples", 2000, "Test images used to compare the .tflite files "
+                         "with Keras (the table's accuracies are on these).", lower_bound=1)
+    @flags.multi_flags_validator(["dataset", "representative_samples"],
+                                 message="--representative_samples exceeds the training split.")
+    def _calibration_fits(values):
+        from keras_slim.zoo import data
+        return values["representative_samples"] <= data.info(values["dataset"]).num_examples["train"]
+    common.allow_redefinition()
 
 
 def _row(name, acc, profile, tflite_report, bench):
@@ -110,14 +113,17 @@ def plot_report(rows, path):
 
 def run(argv):
     del argv
-    import export
-    from apps import resume
-    from keras_slim import data, metrics, models, network_slimming, slimming
+    from keras_slim import export
+    from keras_slim.zoo import data
+    from keras_slim.core import metrics
+    from keras_slim.zoo import models
+    from keras_slim.slimming import pipeline as network_slimming
+    from keras_slim import slimming
     from keras_slim.compat import keras
 
     common.quiet_logs()
     out = common.output_dir("slim")
-    state = resume.RunState(out, RUN_FLAGS)
+    state = common.run_state(out, RUN_FLAGS)
     if state.done("report"):
         print(f"this run is finished {state.skip_message('report')}; --noresume to redo it")
         with open(os.path.join(out, "report.md")) as f:
@@ -140,7 +146,7 @@ def run(argv):
                              num_classes=info.num_classes)
         slim = slimming.slimmable(model, l1=FLAGS.l1)  # as network_slimming.sparsity_train
         common.compile_fn(steps * FLAGS.epochs)(slim)
-        resume.fit(slim, train, FLAGS.epochs, state.checkpoint_dir("sparsity"),
+        common.resumable_fit(slim, train, FLAGS.epochs, state.checkpoint_dir("sparsity"),
                    validation_data=test,
                    callbacks=[slimming.L1Schedule(FLAGS.l1),
                               slimming.GammaLogger(os.path.join(tb, "gamma")),
@@ -169,14 +175,14 @@ def run(argv):
         after = pruned or common.load_keras_model(pruned_path)
         common.compile_fn(steps * FLAGS.finetune_epochs)(after)
         if FLAGS.finetune_epochs:
-            resume.fit(after, train, FLAGS.finetune_epochs, state.checkpoint_dir("finetune"),
+            common.resumable_fit(after, train, FLAGS.finetune_epochs, state.checkpoint_dir("finetune"),
                        validation_data=test,
                        callbacks=[keras.callbacks.TensorBoard(os.path.join(tb, "finetune"))])
         after.save(after_path)
         state.finish("finetune", after="after.keras")
 
     print("\n== 4/4 export int8 .tflite files, verify in LiteRT, measure")
-    from keras_slim.plan import ChannelPlan
+    from keras_slim.core.plan import ChannelPlan
     before = before or common.load_keras_model(before_path)
     after = after or common.load_keras_model(after_path)
     plan = plan or ChannelPlan.load(plan_path)
@@ -217,5 +223,8 @@ def main(argv):
         run(argv)
 
 
+launch = common.launcher(define_flags, main)  # the console script's entry
+
+
 if __name__ == "__main__":
-    app.run(main)
+    launch()

@@ -1,9 +1,9 @@
 """Train a reference model: plainly, with Network Slimming's γ-L1 sparsity term, or with
 Dynamic Channel Execution (a CUCB bandit picks a fraction p of the channels per step).
 
-    python -m apps.train --method=baseline --epochs=10
-    python -m apps.train --method=slimming --l1=5e-3 --output_dir=runs/ns
-    python -m apps.train --method=dce --fraction=0.5 --warmup_steps=100 --policy=cucb
+    python -m keras_slim.apps.train --method=baseline --epochs=10
+    python -m keras_slim.apps.train --method=slimming --l1=5e-3 --output_dir=runs/ns
+    python -m keras_slim.apps.train --method=dce --fraction=0.5 --warmup_steps=100 --policy=cucb
 
 Writes model.keras (slimming: with plain BatchNormalization, for apps.prune
 --criterion=bn_gamma; dce: the gated model with every channel on, plus bandit.json for
@@ -14,36 +14,41 @@ resumes a killed run (weights, optimizer, epoch and step, λ, bandit state).
 """
 import os
 
-from apps import common  # noqa: F401  (quiets TF before it loads)
-from absl import app, flags
+from keras_slim.apps import common  # noqa: F401  (quiets TF before it loads)
+from absl import flags
 
-from apps import resume
+from keras_slim.training import resume
 
 FLAGS = flags.FLAGS
-common.define_data_flags()
-common.define_model_flags()
-common.define_output_flag("train")
-common.define_strategy_flags()
-common.define_checkpoint_flags()
-flags.DEFINE_enum("method", "baseline", ["baseline", "slimming", "dce"],
-                  "baseline: plain training; slimming: L1 on BN γ (Network Slimming); dce: "
-                  "Dynamic Channel Execution with a CUCB bandit per channel group.")
-flags.DEFINE_integer("epochs", 2, "Training epochs.", lower_bound=1)
-flags.DEFINE_float("l1", 5e-3, "slimming: λ of the L1 penalty on BN γ.", lower_bound=0.0)
-flags.DEFINE_float("fraction", 0.5, "dce: share p of each group's channels active per "
-                   "step, in (0, 1].")
-flags.DEFINE_integer("warmup_steps", 100, "dce: steps τ of uniformly random active sets "
-                     "before the bandit decides.", lower_bound=0)
-flags.DEFINE_enum("policy", "cucb", ["cucb", "random", "fixed"],
-                  "dce: cucb (the bandit), random (a new random set each step) or fixed "
-                  "(the best set after warm-up).")
-flags.DEFINE_float("exploration", 1.0, "dce: CUCB exploration coefficient c.",
-                   lower_bound=0.0)
-flags.DEFINE_bool("compact", True, "dce: compute only the active channels of plain conv "
-                  "chains in training (keras_slim.compact); --nocompact masks them (full "
-                  "compute, same training).")
-flags.register_validator("fraction", lambda p: 0.0 < p <= 1.0,
-                         message="--fraction must be in (0, 1].")
+
+
+def define_flags():
+    """This app's flags (defined on demand, so every app imports in one process)."""
+    common.define_data_flags()
+    common.define_model_flags()
+    common.define_output_flag("train")
+    common.define_strategy_flags()
+    common.define_checkpoint_flags()
+    flags.DEFINE_enum("method", "baseline", ["baseline", "slimming", "dce"],
+                      "baseline: plain training; slimming: L1 on BN γ (Network Slimming); dce: "
+                      "Dynamic Channel Execution with a CUCB bandit per channel group.")
+    flags.DEFINE_integer("epochs", 2, "Training epochs.", lower_bound=1)
+    flags.DEFINE_float("l1", 5e-3, "slimming: λ of the L1 penalty on BN γ.", lower_bound=0.0)
+    flags.DEFINE_float("fraction", 0.5, "dce: share p of each group's channels active per "
+                       "step, in (0, 1].")
+    flags.DEFINE_integer("warmup_steps", 100, "dce: steps τ of uniformly random active sets "
+                         "before the bandit decides.", lower_bound=0)
+    flags.DEFINE_enum("policy", "cucb", ["cucb", "random", "fixed"],
+                      "dce: cucb (the bandit), random (a new random set each step) or fixed "
+                      "(the best set after warm-up).")
+    flags.DEFINE_float("exploration", 1.0, "dce: CUCB exploration coefficient c.",
+                       lower_bound=0.0)
+    flags.DEFINE_bool("compact", True, "dce: compute only the active channels of plain conv "
+                      "chains in training (keras_slim.dce.compact); --nocompact masks them (full "
+                      "compute, same training).")
+    flags.register_validator("fraction", lambda p: 0.0 < p <= 1.0,
+                             message="--fraction must be in (0, 1].")
+    common.allow_redefinition()
 
 # Flags a resumed run must share with the run it continues.
 RUN_FLAGS = ("method", "dataset", "local_data_dir", "train_take", "batch_size", "model",
@@ -58,7 +63,7 @@ def _dce_callback(checkpoint_dir):
     return dce.CUCBCallback(fraction=FLAGS.fraction, warmup_steps=FLAGS.warmup_steps,
                             exploration=FLAGS.exploration, policy=FLAGS.policy,
                             seed=FLAGS.seed, checkpoint=os.path.join(checkpoint_dir, "dce"),
-                            save_freq=resume.save_freq())
+                            save_freq=common.save_freq())
 
 
 def _restore_bandits(callback):
@@ -82,12 +87,14 @@ def _restore_bandits(callback):
 
 def run(argv):
     del argv
-    from keras_slim import gating, models, slimming
+    from keras_slim.dce import gates as gating
+    from keras_slim.zoo import models
+    from keras_slim import slimming
     from keras_slim.compat import keras
 
     common.quiet_logs()
     out = common.output_dir("train")
-    state = resume.RunState(out, RUN_FLAGS)
+    state = common.run_state(out, RUN_FLAGS)
     model_path = os.path.join(out, "model.keras")
     if state.done(PHASE):
         print(f"{FLAGS.method} training {state.skip_message(PHASE)}; --noresume to retrain.")
@@ -107,7 +114,7 @@ def run(argv):
                      slimming.GammaLogger(os.path.join(tb, "gamma"))] + callbacks
     elif FLAGS.method == "dce":
         model = gating.gate_model(model, FLAGS.fraction, compact=FLAGS.compact)
-        from keras_slim.dce_tensorboard import ActiveChannelLogger
+        from keras_slim.dce.tensorboard import ActiveChannelLogger
 
         bandit = _dce_callback(ckpt)
         callbacks = [bandit, ActiveChannelLogger(bandit, os.path.join(tb, "active_channels"))] + callbacks
@@ -119,7 +126,7 @@ def run(argv):
                    f"c={FLAGS.exploration}"}[FLAGS.method]
     print(f"\n== {FLAGS.method} training: {FLAGS.model} on {FLAGS.dataset}, {FLAGS.epochs} "
           f"epoch(s) of {steps} steps{what}")
-    resumed_at = resume.fit(model, train, FLAGS.epochs, ckpt, callbacks=callbacks,
+    resumed_at = common.resumable_fit(model, train, FLAGS.epochs, ckpt, callbacks=callbacks,
                             validation_data=test, on_resume=on_resume)
 
     outputs = {"model": "model.keras"}
@@ -150,5 +157,8 @@ def main(argv):
         run(argv)
 
 
+launch = common.launcher(define_flags, main)  # the console script's entry
+
+
 if __name__ == "__main__":
-    app.run(main)
+    launch()

@@ -3,7 +3,7 @@
 vgg_small on Fashion-MNIST shapes, random weights; the channels a 50% L1 plan removes get
 BN γ = 0 and β ~ U(0.1, 1) (so they emit act(β) > 0). We compare the original with the
 rebuilt model, with and without compensation, on real test images.
-    python benchmarks/compensation_error.py [--ratio 0.5] [--samples 1000]
+    python -m benchmarks.compensation_error [--ratio 0.5] [--samples 1000]
 """
 import argparse
 import os
@@ -12,12 +12,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from keras_slim import data, models  # noqa: E402
 from keras_slim.compat import FLAVOUR, keras  # noqa: E402
-from keras_slim.equivalence import check_equivalence  # noqa: E402
-from keras_slim.graph import ChannelGraph  # noqa: E402
-from keras_slim.plan import l1_norm_plan  # noqa: E402
-from keras_slim.rebuild import rebuild  # noqa: E402
+from keras_slim.core.equivalence import check_equivalence  # noqa: E402
+from keras_slim.core.graph import ChannelGraph  # noqa: E402
+from keras_slim.core.plan import l1_norm_plan  # noqa: E402
+from keras_slim.core.rebuild import rebuild  # noqa: E402
+from keras_slim.zoo import data, models  # noqa: E402
 
 
 def main():

@@ -7,32 +7,36 @@ per channel, the bandit's mu), rebuild, fine-tune F epochs. Same initial weights
 batches per seed for every row. Prints and writes (--out) mean ± std over seeds of test
 accuracy (right after rebuild and after fine-tuning), params, FLOPs and wall time.
 
-    python benchmarks/dce_fashion_mnist.py            # 3 seeds, 2 + 1 epochs, ~35 min
-    python benchmarks/dce_fashion_mnist.py --quick    # 1 seed, 10k images, 1 + 1 epochs
+    python -m benchmarks.dce_fashion_mnist            # 3 seeds, 2 + 1 epochs, ~35 min
+    python -m benchmarks.dce_fashion_mnist --quick    # 1 seed, 10k images, 1 + 1 epochs
 """
 import argparse
-import datetime
 import json
 import os
-import platform
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-from keras_slim import data, metrics, models  # noqa: E402
-from keras_slim.compat import FLAVOUR, keras  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    accuracy, build_model, cosine_compile, fashion_mnist, run_header, write_text)
+from keras_slim.compat import keras  # noqa: E402
+from keras_slim.core import metrics  # noqa: E402
+from keras_slim.core.rebuild import rebuild  # noqa: E402
 from keras_slim.dce import CUCBCallback, dce_plan  # noqa: E402
-from keras_slim.gating import gate_model, strip_gates  # noqa: E402
-from keras_slim.rebuild import rebuild  # noqa: E402
-from slimming_fashion_mnist import cosine_compile  # noqa: E402
+from keras_slim.dce.gates import gate_model, strip_gates  # noqa: E402
 
 
-def accuracy(model, test):
-    return float(model.evaluate(test, verbose=0, return_dict=True)["accuracy"])
+def _result(model, test, start, after_rebuild, keep_model):
+    """A row's figures for a trained `model` (timed from `start`), with it if keep_model."""
+    profile = metrics.profile(model)
+    row = {"after_rebuild": after_rebuild, "accuracy": accuracy(model, test),
+           "params": profile["params"], "macs": profile["macs"],
+           "seconds": time.time() - start}
+    if keep_model:
+        row["model"] = model
+    return row
 
 
 def dce_row(initial, build, train, test, fraction, policy, seed, epochs, finetune_epochs,
@@ -53,13 +57,7 @@ def dce_row(initial, build, train, test, fraction, policy, seed, epochs, finetun
     cosine_compile(steps * finetune_epochs)(compact)
     after_rebuild = accuracy(compact, test)
     compact.fit(train, epochs=finetune_epochs, verbose=verbose)
-    profile = metrics.profile(compact)
-    row = {"after_rebuild": after_rebuild, "accuracy": accuracy(compact, test),
-           "params": profile["params"], "macs": profile["macs"],
-           "seconds": time.time() - start}
-    if keep_model:
-        row["model"] = compact
-    return row
+    return _result(compact, test, start, after_rebuild, keep_model)
 
 
 def baseline_row(initial, build, train, test, seed, epochs, verbose, keep_model=False):
@@ -70,13 +68,7 @@ def baseline_row(initial, build, train, test, seed, epochs, verbose, keep_model=
     start = time.time()
     cosine_compile(int(train.cardinality()) * epochs)(model)
     model.fit(train, epochs=epochs, verbose=verbose)
-    profile = metrics.profile(model)
-    row = {"after_rebuild": None, "accuracy": accuracy(model, test),
-           "params": profile["params"], "macs": profile["macs"],
-           "seconds": time.time() - start}
-    if keep_model:
-        row["model"] = model
-    return row
+    return _result(model, test, start, None, keep_model)
 
 
 def summarise(rows):
@@ -103,17 +95,14 @@ def main():
                         help="1 seed, 1 + 1 epochs on 10k training images")
     parser.add_argument("--out", default="benchmarks/results/dce.md")
     args = parser.parse_args()
-    train_split = "train[:10000]" if args.quick else "train"
     if args.quick:
         args.epochs, args.finetune_epochs, args.seeds = 1, 1, 1
         args.warmup_steps = min(args.warmup_steps, 20)
     fractions = [float(f) for f in args.fractions.split(",")]
-    train, info = data.load("fashion_mnist", train_split, batch_size=args.batch_size, seed=0)
-    test, _ = data.load("fashion_mnist", "test", batch_size=512)
+    train_split, train, test, info = fashion_mnist(args.quick, args.batch_size)
 
     def build():
-        return models.build(args.model, input_shape=info.input_shape,
-                            num_classes=info.num_classes)
+        return build_model(args.model, info)
 
     verbose = 2
     results = {"baseline": []}
@@ -140,9 +129,7 @@ def main():
     lines = [
         f"## Dynamic Channel Execution on Fashion-MNIST "
         f"({'QUICK run' if args.quick else 'full run'})", "",
-        f"- date {datetime.date.today()}, {platform.machine()} CPU x{os.cpu_count()}, "
-        f"TF {tf.__version__}, {FLAVOUR} {keras.__version__}",
-        f"- command: `python {' '.join(sys.argv)}`",
+        *run_header(),
         f"- model {args.model}, train split {train_split}, batch {args.batch_size}, SGD "
         f"momentum 0.9, lr 0.05 cosine per phase; {args.seeds} seed(s); baseline "
         f"{args.epochs + args.finetune_epochs} epochs; DCE {args.epochs} epochs with p active "
@@ -177,9 +164,7 @@ def main():
               json.dumps(results, indent=None), "```", "</details>", ""]
     text = "\n".join(lines)
     print(text)
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(text)
+    write_text(args.out, text)
 
 
 if __name__ == "__main__":

@@ -22,14 +22,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensorflow as tf  # noqa: E402
 
-from keras_slim import data as ks_data  # noqa: E402
+from keras_slim.zoo import data as ks_data  # noqa: E402
 from keras_slim.compat import FLAVOUR, keras  # noqa: E402
-from keras_slim.metrics import profile  # noqa: E402
-from keras_slim.models import build  # noqa: E402
-from keras_slim.plan import l1_norm_plan  # noqa: E402
-from keras_slim.rebuild import rebuild  # noqa: E402
+from keras_slim.core.metrics import profile  # noqa: E402
+from keras_slim.zoo.models import build  # noqa: E402
+from keras_slim.core.plan import l1_norm_plan  # noqa: E402
+from keras_slim.core.rebuild import rebuild  # noqa: E402
 
-import export  # noqa: E402
+from keras_slim import export  # noqa: E402
 
 DATASET = "fashion_mnist"
 

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-import export  # noqa: E402
+from keras_slim import export  # noqa: E402
 from keras_slim.compat import keras  # noqa: E402
 from suite_provenance import int8_units, stamp  # noqa: E402
 from suite_tables import table  # noqa: E402

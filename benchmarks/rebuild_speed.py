@@ -1,7 +1,7 @@
 """Plan + rebuild + weight copy of ResNet50 vs keras clone_model of the same model.
 
 Goal (issue 3): ratio <= 3. Both timed in one run, median of --repeats.
-    python benchmarks/rebuild_speed.py [--repeats 3] [--ratio 0.5]
+    python -m benchmarks.rebuild_speed [--repeats 3] [--ratio 0.5]
 """
 import argparse
 import os
@@ -11,8 +11,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from keras_slim.compat import FLAVOUR, keras  # noqa: E402
-from keras_slim.plan import l1_norm_plan  # noqa: E402
-from keras_slim.rebuild import rebuild  # noqa: E402
+from keras_slim.core.plan import l1_norm_plan  # noqa: E402
+from keras_slim.core.rebuild import rebuild  # noqa: E402
 
 
 def _median_seconds(fn, repeats):

@@ -5,33 +5,19 @@ and FLOPs before/after, accuracy right after rebuild with and without bias compe
 and accuracy after fine-tuning against the unpruned baseline trained the same way
 (the paper's protocol: baseline E epochs; slimming E sparsity epochs + F fine-tune).
 
-    python benchmarks/slimming_fashion_mnist.py                 # ~20 min on 2 cores
-    python benchmarks/slimming_fashion_mnist.py --quick         # a few minutes, labelled
+    python -m benchmarks.slimming_fashion_mnist                 # ~20 min on 2 cores
+    python -m benchmarks.slimming_fashion_mnist --quick         # a few minutes, labelled
 """
 import argparse
-import datetime
 import os
-import platform
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
-
-from keras_slim import data, models  # noqa: E402
-from keras_slim.compat import FLAVOUR, keras  # noqa: E402
-from keras_slim.network_slimming import network_slimming  # noqa: E402
-
-
-def cosine_compile(steps):
-    def compile_fn(model, learning_rate=0.05):
-        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
-        model.compile(optimizer=keras.optimizers.SGD(schedule, momentum=0.9),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"])
-        return model
-    return compile_fn
+from benchmarks.common import (  # noqa: E402
+    accuracy, build_model, cosine_compile, fashion_mnist, run_header, write_text)
+from keras_slim.compat import keras  # noqa: E402
+from keras_slim.slimming.pipeline import network_slimming  # noqa: E402
 
 
 def main():
@@ -49,45 +35,38 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results/slimming.md")
     args = parser.parse_args()
-    train_split = "train[:10000]" if args.quick else "train"
     if args.quick:
         args.epochs = args.finetune_epochs = 1
-    train, info = data.load("fashion_mnist", train_split, batch_size=args.batch_size,
-                            seed=args.seed)
-    test, _ = data.load("fashion_mnist", "test", batch_size=512)
+    train_split, train, test, info = fashion_mnist(args.quick, args.batch_size, args.seed)
     steps = int(train.cardinality()) * args.epochs
     compile_fn = cosine_compile(steps)
     verbose = 2
 
     keras.utils.set_random_seed(args.seed)
     start = time.time()
-    baseline = models.build(args.model, input_shape=info.input_shape,
-                            num_classes=info.num_classes)
+    baseline = build_model(args.model, info)
     initial = [w.copy() for w in baseline.get_weights()]
     compile_fn(baseline)
     baseline.fit(train, epochs=args.epochs, verbose=verbose)
-    base_acc = baseline.evaluate(test, verbose=0, return_dict=True)["accuracy"]
+    base_acc = accuracy(baseline, test)
     base_time = time.time() - start
 
     keras.utils.set_random_seed(args.seed)
     start = time.time()
-    model = models.build(args.model, input_shape=info.input_shape,
-                         num_classes=info.num_classes)
+    model = build_model(args.model, info)
     model.set_weights(initial)  # same initialisation as the baseline
     result = network_slimming(model, train, args.epochs, args.finetune_epochs, args.ratio,
                               l1=args.l1, compile_fn=compile_fn, validation_data=test,
                               verbose=verbose)
     slim_time = time.time() - start
-    final_acc = result.model.evaluate(test, verbose=0, return_dict=True)["accuracy"]
+    final_acc = accuracy(result.model, test)
     report, sparsity = result.report, result.sparsity[0]["overall"]
     after = result.after_rebuild[0]
     gap = 100 * (final_acc - base_acc)
     lines = [
         f"## Network Slimming on Fashion-MNIST ({'QUICK run' if args.quick else 'full run'})",
         "",
-        f"- date {datetime.date.today()}, {platform.machine()} CPU x{os.cpu_count()}, "
-        f"TF {tf.__version__}, {FLAVOUR} {keras.__version__}",
-        f"- command: `python {' '.join(sys.argv)}`",
+        *run_header(),
         f"- model {args.model}, train split {train_split}, batch {args.batch_size}, SGD "
         f"momentum 0.9, lr 0.05 cosine; baseline {args.epochs} epochs; slimming λ={args.l1} "
         f"for {args.epochs} epochs, prune {args.ratio:.0%} of channels (global |γ|, rounded "
@@ -123,9 +102,7 @@ def main():
     ]
     text = "\n".join(lines)
     print(text)
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(text)
+    write_text(args.out, text)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import suite_analysis  # noqa: E402
 import suite_ratios  # noqa: E402
 import suite_rows  # noqa: E402
-from keras_slim import data  # noqa: E402
+from keras_slim.zoo import data  # noqa: E402
 from suite_budget import DATASET, FULL, QUICK, Context  # noqa: E402
 from suite_log import log, timed  # noqa: E402
 from suite_plots import analysis_png  # noqa: E402

@@ -8,7 +8,8 @@
 """
 import numpy as np
 
-from keras_slim import metrics, slimming
+from keras_slim.core import metrics
+from keras_slim import slimming
 
 import suite_runs
 from suite_provenance import stamp

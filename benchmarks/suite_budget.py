@@ -8,7 +8,8 @@ The dataset is Fashion-MNIST (offline here); `suite.py --dataset cifar10` or
 """
 import dataclasses
 
-from keras_slim import data, models
+from keras_slim.zoo import data
+from keras_slim.zoo import models
 from keras_slim.compat import keras
 
 DATASET = "fashion_mnist"  # the default; Budget.dataset overrides it
@@ -40,7 +41,7 @@ class Budget:
     # step-time ratios (the benchmarks/*_step_time.py scripts)
     step_time_steps: int = 30
     step_time_rounds: int = 5
-    dataset: str = DATASET        # any keras_slim.data.SUPPORTED name
+    dataset: str = DATASET        # any keras_slim.zoo.data.SUPPORTED name
 
     @property
     def train_split(self):

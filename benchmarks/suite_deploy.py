@@ -6,7 +6,7 @@ import statistics
 
 import numpy as np
 
-import export
+from keras_slim import export
 
 
 def export_int8(model, path, x_cal):

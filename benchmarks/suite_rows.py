@@ -3,7 +3,8 @@ uniform width and tfmot rows, each with accuracy, params, MACs, int8 size and la
 """
 import os
 
-from keras_slim import metrics, slimming
+from keras_slim.core import metrics
+from keras_slim import slimming
 
 import suite_runs
 from suite_deploy import (export_float32, export_int8, int8_accuracy, latencies, sizes,

@@ -8,7 +8,7 @@ import time
 
 from keras_slim import slimming
 from keras_slim.compat import keras
-from keras_slim.network_slimming import default_compile, finetune, prune, sparsity_train
+from keras_slim.slimming.pipeline import default_compile, finetune, prune, sparsity_train
 
 from dce_fashion_mnist import accuracy, baseline_row, dce_row
 from slimming_fashion_mnist import cosine_compile

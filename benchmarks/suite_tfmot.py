@@ -91,9 +91,9 @@ def main():
     parser.add_argument("--tflite_float32", required=True)
     args = parser.parse_args()
 
-    from keras_slim import metrics
+    from keras_slim.core import metrics
     from keras_slim.compat import FLAVOUR, LEGACY_KERAS, keras
-    from keras_slim.network_slimming import default_compile
+    from keras_slim.slimming.pipeline import default_compile
     import tensorflow_model_optimization as tfmot
     from dce_fashion_mnist import accuracy
     from slimming_fashion_mnist import cosine_compile

@@ -1,14 +1,14 @@
 """A uniformly narrower network with about a target number of MACs (width multiplier).
 
-vgg_small: keras_slim.models.vgg's `width` argument. Builders without one (resnet20):
-the same share of channels removed from every channel group (keras_slim.plan with
+vgg_small: keras_slim.zoo.models.vgg's `width` argument. Builders without one (resnet20):
+the same share of channels removed from every channel group (keras_slim.core.plan with
 scope="layer", rounding 1), rebuilt; which channels go does not matter, since the
 result is re-initialised and trained from scratch. The multiplier is found by bisection
-on keras_slim.metrics.profile MACs.
+on keras_slim.core.metrics.profile MACs.
 """
-from keras_slim import metrics
-from keras_slim.plan import l1_norm_plan
-from keras_slim.rebuild import rebuild
+from keras_slim.core import metrics
+from keras_slim.core.plan import l1_norm_plan
+from keras_slim.core.rebuild import rebuild
 
 
 def width_model(ctx, name, width):

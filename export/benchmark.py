@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 
-from export.errors import ExportError
-from export.verify import load_interpreter
+from keras_slim.export.errors import ExportError
+from keras_slim.export.verify import load_interpreter
 
 
 def _check_count(value, argument, minimum):

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_slim.compat import ensure_model
-from export.errors import ExportError, check_output_path, write_bytes
+from keras_slim.export.errors import ExportError, check_output_path, write_bytes
 
 MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
 NEEDS_CALIBRATION = ("int8", "int16x8")
@@ -51,14 +51,14 @@ def convert(model, mode="float32", representative_data=None, output_path=None, m
         raise ExportError(f"mode {mode!r} needs representative_data (a callable yielding "
                           f"[x] lists or an array of samples) to calibrate activations.")
     if metadata is not None:
-        from export.metadata import check_metadata
+        from keras_slim.export.metadata import check_metadata
         check_metadata(metadata)
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     _configure(converter, mode, samples)
     content = _run_converter(converter, model, mode)
     if metadata is not None:
-        from export.metadata import add_metadata
+        from keras_slim.export.metadata import add_metadata
         content = add_metadata(content, metadata)
     if output_path is not None:
         write_bytes(output_path, content)
@@ -179,16 +179,14 @@ def _op_location(message, op):
     return match.group(1) if match else None
 
 
-def _layers_using(model, ops, prefix=""):
+def _layers_using(model, ops):
     """Names of the layers whose TF graph contains any of `ops`; tf_keras' converter
     messages point at Python source lines instead, so we look ourselves. Best effort:
     a layer that cannot be traced on its own is skipped."""
+    from keras_slim.core.walk import iter_layers
+
     wanted, found = set(ops), []
-    for layer in model.layers:
-        name = prefix + layer.name
-        if hasattr(layer, "layers") and layer.layers:  # nested model
-            found += _layers_using(layer, ops, prefix=name + "/")
-            continue
+    for name, layer in iter_layers(model):
         try:
             specs = tf.nest.map_structure(
                 lambda t: tf.TensorSpec(t.shape, t.dtype), layer.input)

@@ -7,7 +7,7 @@ import os
 
 from ai_edge_litert import schema_py_generated as schema
 
-from export.errors import ExportError
+from keras_slim.export.errors import ExportError
 
 # BuiltinOperator code -> name, e.g. 3 -> "CONV_2D".
 _BUILTIN_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items()

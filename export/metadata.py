@@ -10,8 +10,8 @@ import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from export.errors import ExportError, write_bytes
-from export.flatbuffer import parse, read_bytes
+from keras_slim.export.errors import ExportError, write_bytes
+from keras_slim.export.flatbuffer import parse, read_bytes
 
 METADATA_NAME = "keras_slim"
 # Metadata is for a few labels and numbers, not data; keep files lean.
@@ -36,11 +36,11 @@ def check_metadata(metadata):
 def build_metadata(label_names=None, mean=None, std=None, plan=None, dataset=None, **extra):
     """The metadata dict for convert(..., metadata=...).
 
-    dataset: a keras_slim.data dataset name; fills label_names/mean/std not given.
+    dataset: a keras_slim.zoo.data dataset name; fills label_names/mean/std not given.
     plan: a keras_slim ChannelPlan (summarised) or any small JSON-able dict.
     """
     if dataset is not None:
-        from keras_slim.data import info
+        from keras_slim.zoo.data import info
         spec = info(dataset)
         label_names = spec.label_names if label_names is None else label_names
         mean = spec.mean if mean is None else mean

@@ -7,7 +7,7 @@ tfmot wraps tf_keras layers only; on Keras 3 we refuse up front with the fix, ra
 than let tfmot fail deep inside its model cloning.
 """
 from keras_slim.compat import LEGACY_KERAS, ensure_model, is_graph_model, keras
-from export.errors import ExportError
+from keras_slim.export.errors import ExportError
 
 _NEEDS_TF_KERAS = (
     "quantization-aware training uses tensorflow-model-optimization, which supports "

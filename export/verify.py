@@ -8,8 +8,8 @@ import collections
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from export.errors import ExportError
-from export.flatbuffer import custom_op_names, op_names, parse, read_bytes
+from keras_slim.export.errors import ExportError
+from keras_slim.export.flatbuffer import custom_op_names, op_names, parse, read_bytes
 
 
 def load_interpreter(tflite, num_threads=None, argument="tflite", xnnpack=True):
@@ -111,7 +111,7 @@ def verify(tflite, keras_model=None, x=None, y=None, num_random=16, seed=0):
         "agreement": None, "accuracy": None, "keras_accuracy": None,
         "max_abs_diff": None, "num_samples": 0, "data": None,
     }
-    from export.metadata import read_metadata
+    from keras_slim.export.metadata import read_metadata
     report["metadata"] = read_metadata(content)
     if y is not None and x is None:
         raise ExportError("y given without x; pass the inputs the labels belong to.")

@@ -123,27 +123,24 @@ def is_graph_model(model):
 
 def drop_build_configs(config):
     """Keras 3 records each layer's input shape; after a width edit, let the graph build."""
-    for entry in config.get("layers", []):
+    from keras_slim.core.walk import iter_config_entries, iter_model_entries
+
+    for entry in list(iter_model_entries(config)) + [e for _, e in iter_config_entries(config)]:
         entry.pop("build_config", None)
-        if isinstance(entry.get("config"), dict) and "layers" in entry["config"]:
-            drop_build_configs(entry["config"])
     return config
 
 
 def _keep_synchronized(model, config):
     """tf_keras leaves BatchNormalization's `synchronized` out of get_config(): put it back
-    (by layer name) for the BN layers of `model` that have it, so gated, slim and rebuilt
+    (by layer path) for the BN layers of `model` that have it, so gated, slim and rebuilt
     models keep their synchronized BN under tf.distribute."""
-    layers = {layer.name: layer for layer in model.layers}
-    for entry in config.get("layers", []):
-        inner = entry.get("config")
-        if not isinstance(inner, dict):
-            continue
-        layer = layers.get(inner.get("name", entry.get("name")))
-        if isinstance(layer, keras.Model) and "layers" in inner:
-            _keep_synchronized(layer, inner)
-        elif isinstance(layer, keras.layers.BatchNormalization) and "momentum" in inner \
-                and getattr(layer, "synchronized", False):
+    from keras_slim.core.walk import iter_config_entries, iter_layers
+
+    layers = dict(iter_layers(model))
+    for path, entry in iter_config_entries(config):
+        inner, layer = entry.get("config"), layers.get(path)
+        if isinstance(layer, keras.layers.BatchNormalization) and isinstance(inner, dict) \
+                and "momentum" in inner and getattr(layer, "synchronized", False):
             inner["synchronized"] = True
 
 

@@ -20,7 +20,7 @@ fi
 [ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh   # the pip packages the targets import
 
 echo "=== bazel run --config=offline //apps:slim -- --help"
-# absl's --help exits 1 after printing the help (as `python -m apps.slim --help` does), so
+# absl's --help exits 1 after printing the help (as `python -m keras_slim.apps.slim --help` does), so
 # success here is the help text, not the exit code: a failed build prints none.
 set +e
 help=$(bazel run --config=offline "$@" //apps:slim -- --help)

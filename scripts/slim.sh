@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh
 export TF_CPP_MIN_LOG_LEVEL=2
-exec python3 -m apps.slim "$@"
+exec python3 -m keras_slim.apps.slim "$@"

@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # keras_slim first, as an app would: make_strategy must still be able to configure.
 from keras_slim.compat import FLAVOUR, keras  # noqa: E402
-from keras_slim.distribute import make_strategy  # noqa: E402
+from keras_slim.training.distribute import make_strategy  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -85,7 +85,7 @@ WEAK_C1 = np.array([1, 3, 4, 6])
 
 def dce(strategy, compact, synchronized, warmup_steps):
     from keras_slim.dce import CUCBCallback, dce_plan
-    from keras_slim.gating import gate_model
+    from keras_slim.dce.gates import gate_model
 
     keras.utils.set_random_seed(0)
     gammas = {"bn1": STRONG_GAMMA[::-1].copy(), "bn2": STRONG_GAMMA.copy()}

@@ -247,7 +247,7 @@ class _Builder:
             y = L.BatchNormalization(name=name + "_bn2")(y)
             shortcut = x
             if channels < w and p.get("shortcut") == "zeropad":
-                from keras_slim.layers import ChannelZeroPad
+                from keras_slim.zoo.layers import ChannelZeroPad
                 before = (w - channels) // 2
                 shortcut = ChannelZeroPad(before, w - channels - before,
                                           name=name + "_zeropad")(x)

@@ -1,5 +1,5 @@
 """apps.train / finetune / benchmark, prune --criterion=dce, and resuming killed runs, run
-as users run them (`python -m apps.X --flags`) on a few steps of real Fashion-MNIST."""
+as users run them (`python -m keras_slim.apps.X --flags`) on a few steps of real Fashion-MNIST."""
 import json
 import os
 import subprocess
@@ -14,7 +14,7 @@ FMNIST = "/usr/share/datasets/fashion-mnist"
 
 def run_app(name, *args, timeout=600):  # as in test_apps.py (not importable under Bazel)
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", f"apps.{name}", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", f"keras_slim.apps.{name}", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -58,8 +58,8 @@ def test_dce_training_resumes_from_its_last_checkpoint(dce_run):
     assert done["steps"] == total and done["resumed_at_step"] == 6
     assert done["optimizer_iterations"] == total
 
-    from apps import common
-    from keras_slim import gating
+    from keras_slim.apps import common
+    from keras_slim.dce import gates as gating
     model = common.load_keras_model(str(out / "model.keras"))
     assert int(model.optimizer.iterations.numpy()) == total
     gates = gating.gates_of(model)

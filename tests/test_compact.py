@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_slim.compact import GatedBatchNormalization, GatedConv2D
+from keras_slim.dce.compact import GatedBatchNormalization, GatedConv2D
 from keras_slim.compat import keras
-from keras_slim.dce import CUCBCallback
-from keras_slim.gating import ChannelGate, gate_model, gates_of, strip_gates
+from keras_slim.dce.callback import CUCBCallback
+from keras_slim.dce.gates import ChannelGate, gate_model, gates_of, strip_gates
 
 B, S, W = 8, 8, 8
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keras_slim.cucb import CUCB, active_count
+from keras_slim.dce.bandit import CUCB, active_count
 
 
 def test_ucb_formula_hand_computed():

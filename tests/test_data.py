@@ -1,4 +1,4 @@
-"""Tests of keras_slim.data. Offline by construction: every test runs with DNS and
+"""Tests of keras_slim.zoo.data. Offline by construction: every test runs with DNS and
 outbound connections disabled, real data comes only from the Debian package
 dataset-fashion-mnist, and format errors use small files written to tmp_path."""
 import gzip
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_slim import data
+from keras_slim.zoo import data
 
 FMNIST = data.FASHION_MNIST_DIR
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from keras_slim.compat import count_params, keras
 from keras_slim.dce import CUCBCallback, dce_plan, run_dce
-from keras_slim.gating import ChannelGate, gate_model, gates_of, strip_gates
+from keras_slim.dce.gates import ChannelGate, gate_model, gates_of, strip_gates
 
 B, S = 8, 6  # batch and spatial size: tiny, for speed
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -348,3 +348,43 @@ def test_per_group_fraction_and_manual_steps():
     assert gated.get_layer("c2_gate").mask.numpy().sum() == 4
     callback.all_on()
     assert gated.get_layer("c1_gate").mask.numpy().sum() == 8
+
+
+def test_nested_models_gate_train_and_strip():
+    """Convs inside a nested model are gated in place, get a bandit of their own, and
+    strip back to the original model."""
+    from keras_slim.core.metrics import profile
+    from keras_slim.core.rebuild import rebuild
+    from keras_slim.dce import CUCBCallback, dce_plan, gate_model, gates_of, strip_gates
+
+    inner_in = keras.Input((8, 8, 8))
+    y = keras.layers.Conv2D(16, 3, padding="same", name="conv")(inner_in)
+    y = keras.layers.BatchNormalization(name="bn")(y)
+    y = keras.layers.ReLU(name="relu")(y)
+    inner = keras.Model(inner_in, y, name="block")
+    inputs = keras.Input((8, 8, 3))
+    x = inner(keras.layers.Conv2D(8, 1, name="stem")(inputs))
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(
+        keras.layers.Conv2D(16, 3, name="after")(x))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+    x_data = np.random.default_rng(0).normal(size=(16, 8, 8, 3)).astype("float32")
+
+    gated = gate_model(model, 0.5)
+    assert "conv_gate" in [g.name for g in gated.get_layer("block").layers]
+    np.testing.assert_allclose(np.asarray(gated(x_data)), np.asarray(model(x_data)),
+                               atol=1e-6)
+    callback = CUCBCallback(0.5, warmup_steps=1)
+    gated.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    callback.attach(gated)
+    gated.fit(x_data, np.arange(16) % 2, epochs=1, batch_size=4, callbacks=[callback],
+              verbose=0)
+    bandit = callback.bandits["block/conv"]
+    assert bandit.T.sum() == 4 * 8 and (bandit.mu > 0).any()
+    callback.all_on()
+    plain = strip_gates(gated)
+    assert not gates_of(plain)
+    np.testing.assert_allclose(np.asarray(plain(x_data)), np.asarray(gated(x_data)),
+                               atol=1e-5)
+    small = rebuild(plain, dce_plan(callback, plain, 0.5))
+    assert small.get_layer("block").get_layer("conv").filters == 8
+    assert profile(small)["macs"] < profile(model)["macs"]

@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 
 from keras_slim.compat import keras
-from keras_slim.dce import CUCBCallback
-from keras_slim.dce_tensorboard import ActiveChannelLogger
-from keras_slim.gating import gate_model
+from keras_slim.dce.callback import CUCBCallback
+from keras_slim.dce.tensorboard import ActiveChannelLogger
+from keras_slim.dce.gates import gate_model
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 

@@ -28,7 +28,7 @@ import pytest
 import tensorflow as tf
 
 from keras_slim import compat
-from keras_slim.distribute import configure_logical_cpus, make_strategy
+from keras_slim.training.distribute import configure_logical_cpus, make_strategy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "distribute_worker.py")
@@ -253,8 +253,8 @@ def test_conversions_keep_synchronized_batch_norm():
     """tf_keras leaves `synchronized` out of BN configs; the rebuilt models keep it."""
     from keras_slim import slimming
     from keras_slim.compat import keras
-    from keras_slim.compact import GatedBatchNormalization
-    from keras_slim.gating import gate_model, strip_gates
+    from keras_slim.dce.compact import GatedBatchNormalization
+    from keras_slim.dce.gates import gate_model, strip_gates
 
     i = keras.Input((6, 6, 3))
     x = keras.layers.Conv2D(8, 3, padding="same", name="c1")(i)

@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 from keras_slim.compat import LEGACY_KERAS, keras
-import export
-from export import ExportError
+from keras_slim import export
+from keras_slim.export import ExportError
 
 SHAPE = (8, 8, 1)
 CLASSES = 3
@@ -98,7 +98,7 @@ def test_int8_file_has_int8_io_and_agrees(int8_file, trained, data):
 def test_representative_callable_like_keras_slim_data(trained, data):
     (x, _), _ = data
 
-    def generator():  # the form keras_slim.data.representative_dataset returns
+    def generator():  # the form keras_slim.zoo.data.representative_dataset returns
         for i in range(32):
             yield [x[i:i + 1]]
 
@@ -196,7 +196,7 @@ def test_corrupt_and_missing_files(tmp_path, int8_file):
 
 def test_metadata_round_trip_keeps_outputs(trained, data, tmp_path):
     _, (xt, _) = data
-    from keras_slim.plan import l1_norm_plan
+    from keras_slim.core.plan import l1_norm_plan
     meta = export.build_metadata(dataset="fashion_mnist", plan=l1_norm_plan(trained, 0.5, round_to=1))
     plain = export.convert(trained, "float32")
     path = tmp_path / "with_meta.tflite"

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from keras_slim import models
+from keras_slim.zoo import models
 from keras_slim.compat import count_params, keras
-from keras_slim.layers import ChannelZeroPad
+from keras_slim.zoo.layers import ChannelZeroPad
 
 # Keras 3's DepthwiseConv2D is no Conv2D subclass (tf_keras' is).
 CONVS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_slim import models
+from keras_slim.zoo import models
 from keras_slim.compat import keras
-from keras_slim.network_slimming import network_slimming, prune, sparsity_train
+from keras_slim.slimming.pipeline import network_slimming, prune, sparsity_train
 from keras_slim.slimming import slim_layers
 
 

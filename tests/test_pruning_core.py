@@ -8,11 +8,11 @@ import tensorflow as tf
 
 from keras_slim import compat
 from keras_slim.compat import GraphError, keras
-from keras_slim.equivalence import check_equivalence
-from keras_slim.graph import ChannelGraph
-from keras_slim.metrics import compare, format_report, profile
-from keras_slim.plan import ChannelPlan, l1_norm_plan, plan_from_scores, random_plan
-from keras_slim.rebuild import mask, rebuild
+from keras_slim.core.equivalence import check_equivalence
+from keras_slim.core.graph import ChannelGraph
+from keras_slim.core.metrics import compare, format_report, profile
+from keras_slim.core.plan import ChannelPlan, l1_norm_plan, plan_from_scores, random_plan
+from keras_slim.core.rebuild import mask, rebuild
 
 L = keras.layers
 
@@ -367,7 +367,7 @@ def test_rebuilt_model_exports_a_savedmodel(tmp_path):
 
 def test_custom_layers_are_found_in_both_flavours():
     # tf_keras serializes registered layers as "keras_slim>ChannelZeroPad".
-    from keras_slim import models
+    from keras_slim.zoo import models
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keras_slim import plan as plans
+from keras_slim.core import plan as plans
 from keras_slim.compat import count_params, keras
-from keras_slim.equivalence import check_equivalence
-from keras_slim.graph import ChannelGraph
-from keras_slim.rebuild import mask, rebuild
+from keras_slim.core.equivalence import check_equivalence
+from keras_slim.core.graph import ChannelGraph
+from keras_slim.core.rebuild import mask, rebuild
 
 from graphgen import (ACTIVATIONS, MERGES, build_from_recipe, cnn_recipes, random_block,
                       random_head, randomize_weights)
@@ -176,7 +176,7 @@ def test_residual_merge(merge):
 
 
 def test_residual_zero_pad_shortcut():
-    # ResNet option A: keras_slim.layers.ChannelZeroPad widens the shortcut 8 -> 16.
+    # ResNet option A: keras_slim.zoo.layers.ChannelZeroPad widens the shortcut 8 -> 16.
     narrow = {"kind": "conv", "width": 8, "k": 3, "padding": "same", "bias": False,
               "bn": True, "act": "relu"}
     block = {"kind": "residual", "width": 16, "merge": "add", "act": "relu",

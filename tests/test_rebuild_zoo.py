@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_slim import models
+from keras_slim.zoo import models
 from keras_slim.compat import keras
-from keras_slim.equivalence import check_equivalence
-from keras_slim.graph import ChannelGraph
-from keras_slim.plan import l1_norm_plan
-from keras_slim.rebuild import mask, rebuild
+from keras_slim.core.equivalence import check_equivalence
+from keras_slim.core.graph import ChannelGraph
+from keras_slim.core.plan import l1_norm_plan
+from keras_slim.core.rebuild import mask, rebuild
 
 APPLICATIONS = {"ResNet50": (32, 32, 3), "MobileNetV2": (32, 32, 3),
                 "DenseNet121": (32, 32, 3), "Xception": (71, 71, 3)}

@@ -283,7 +283,7 @@ def test_sparsity_summary_and_gamma_logger(tmp_path, capsys):
 
 
 def test_plan_rebuilds_slim_model_without_touching_it():
-    from keras_slim.rebuild import mask, rebuild
+    from keras_slim.core.rebuild import mask, rebuild
     slim = slim_model()
     _distinct_gammas(slim)
     before = snapshot(slim)

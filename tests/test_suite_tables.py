@@ -17,7 +17,7 @@ from suite_deploy import latencies  # noqa: E402
 from suite_provenance import int8_units  # noqa: E402
 from suite_tables import goal, goals_table, pct  # noqa: E402
 
-import export  # noqa: E402
+from keras_slim import export  # noqa: E402
 from keras_slim.compat import keras  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """py_module_binary: a py_binary that runs a module the way `python -m pkg.mod` does.
 
-The apps are written to be run as `python -m apps.slim`: they import `from apps import common`
+The apps are written to be run as `python -m keras_slim.apps.slim`: they import `from apps import common`
 and the top-level package `export`. A plain py_binary with main = "slim.py" would run the file
 as a script, with apps/ itself first on sys.path, where apps/export.py shadows the `export`
 package. Instead each binary gets a generated launcher (in a directory of its own) that drops

@@ -4,12 +4,12 @@ is the paper's iterative scheme: each pass prunes `ratio` of the channels still 
 """
 from dataclasses import dataclass, field
 
-import numpy as np
 
-from keras_slim import metrics, slimming
+from keras_slim.core import criteria, metrics
+from keras_slim import slimming
 from keras_slim.compat import ensure_model, keras
-from keras_slim.graph import ChannelGraph
-from keras_slim.rebuild import rebuild
+from keras_slim.core.graph import ChannelGraph
+from keras_slim.core.rebuild import rebuild
 
 
 def default_compile(model, learning_rate=0.05):
@@ -31,28 +31,17 @@ def sparsity_train(model, train_data, epochs, l1=1e-4, compile_fn=default_compil
     return slim, history.history
 
 
-def removed_gamma_max(model, plan):
-    """The largest |γ| among the channels a plan removes."""
-    graph = ChannelGraph(model)
-    removed = np.array(sorted(plan.removed_roots(graph)))
-    largest = 0.0
-    for path, gamma in slimming.gamma_scores(model).items():
-        hit = np.isin(graph.channel_roots(path), removed)
-        if hit.any():
-            largest = max(largest, float(gamma[hit].max()))
-    return largest
-
-
 def prune(model, ratio, scope="global", compensate=True, **plan_kwargs):
-    """γ plan at `ratio` and the rebuilt model; returns (model, plan, report).
+    """γ plan at `ratio` and the rebuilt model; returns (model, plan, report), the model
+    analysed once for all three.
 
     With compensate=True the removed channels, whose γ sparsity training made small,
     are taken to emit act(β) and folded into their consumers (see rebuild).
     """
-    plan = slimming.gamma_plan(model, ratio, scope=scope, **plan_kwargs)
-    tolerance = removed_gamma_max(model, plan) if compensate else 0.0
-    pruned = rebuild(model, plan, compensate=compensate, gamma_tolerance=tolerance)
-    return pruned, plan, metrics.compare(model, pruned)
+    graph = ChannelGraph(model)
+    pruned, plan = criteria.prune(model, "bn_gamma", ratio, compensate=compensate,
+                                  graph=graph, scope=scope, **plan_kwargs)
+    return pruned, plan, metrics.compare(metrics.profile(graph), pruned)
 
 
 def finetune(model, train_data, epochs, compile_fn=default_compile, validation_data=None,

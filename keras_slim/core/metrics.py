@@ -5,40 +5,20 @@ the conv on export and element-wise ops are negligible next to them.
 """
 import numpy as np
 
-from keras_slim.graph import ChannelGraph
-
-
-def _macs(op):
-    name = op.class_name
-    if name == "InputLayer":
-        return 0
-    cfg = op.config
-    out_spatial = int(np.prod(op.out_shape(0)[1:-1]))
-    c_in, c_out = op.in_channels(0), op.out_channels(0)
-    if name in ("Conv1D", "Conv2D", "Conv3D"):
-        return out_spatial * int(np.prod(cfg["kernel_size"])) * c_in // cfg.get("groups", 1) * c_out
-    if name.startswith("Depthwise"):
-        return out_spatial * int(np.prod(cfg["kernel_size"])) * c_out
-    if name.startswith("Separable"):
-        mid = c_in * cfg.get("depth_multiplier", 1)
-        return out_spatial * (int(np.prod(cfg["kernel_size"])) * mid + mid * c_out)
-    if name.endswith("Transpose"):
-        in_spatial = int(np.prod(op.in_shape(0)[1:-1]))
-        return in_spatial * int(np.prod(cfg["kernel_size"])) * c_in * c_out
-    if name == "Dense":
-        return out_spatial * c_in * c_out
-    return 0
+from keras_slim.core.graph import ChannelGraph
 
 
 def profile(model):
-    """{"layers": {path: {"params", "macs"}}, "params": total, "macs": total}."""
+    """{"layers": {path: {"params", "macs"}}, "params": total, "macs": total} of a model
+    or of its ChannelGraph (pass the graph when you have it: no second analysis).
+    MACs per layer come from its rule in the registry."""
     graph = model if isinstance(model, ChannelGraph) else ChannelGraph(model)
     layers = {}
     for op in graph.ops:
-        if op.class_name == "InputLayer":
+        if op.is_input:
             continue
         params = int(sum(int(np.prod(w.shape)) for w in op.layer.weights))
-        layers[op.path] = {"params": params, "macs": int(_macs(op))}
+        layers[op.path] = {"params": params, "macs": int(op.rule.macs(op))}
     return {"layers": layers,
             "params": sum(v["params"] for v in layers.values()),
             "macs": sum(v["macs"] for v in layers.values())}

@@ -1,6 +1,6 @@
-"""Checkpoints and resume for the apps that train (train, finetune, slim).
+"""Checkpoints and resume of a training run (the apps train, finetune and slim use it).
 
-A run keeps in its --output_dir:
+A run keeps in its output directory:
 
     state.json                    the run's flags, its finished phases and their outputs
     checkpoints/<phase>/backup/   keras.callbacks.BackupAndRestore: weights, optimizer
@@ -9,7 +9,8 @@ A run keeps in its --output_dir:
                                   at the same steps as the backup
 
 Rerunning with the same --output_dir skips the finished phases and continues the
-unfinished one from its last checkpoint; `--noresume` starts over. A phase's
+unfinished one from its last checkpoint; `resume=False` (the apps' `--noresume`)
+starts over. A phase's
 checkpoints are deleted once its outputs are written and it is marked finished.
 
 BackupAndRestore differs between the flavours: tf_keras resumes inside the interrupted
@@ -27,35 +28,37 @@ import shutil
 import sys
 import time
 
-from absl import app, flags
-
-FLAGS = flags.FLAGS
 STATE_FILE = "state.json"
 _STOPPED_EXIT_CODE = 3
 
 
-class RunState:
-    """state.json of an output directory: the flags a run was started with and its
-    finished phases. `flag_names` are the flags that must not change on resume."""
+class RunStateError(ValueError):
+    """An output directory that cannot be resumed as asked; the message says why."""
 
-    def __init__(self, out, flag_names):
+
+class RunState:
+    """state.json of an output directory: the settings a run was started with and its
+    finished phases. `settings` ({name: value}) must not change on resume; with
+    resume=False an existing state is discarded."""
+
+    def __init__(self, out, settings, resume=True):
         self.out = out
         self.path = os.path.join(out, STATE_FILE)
-        self.flags = {name: FLAGS[name].value for name in flag_names}
+        self.flags = dict(settings)
         self.phases = {}
         self.resumed = False
-        if os.path.exists(self.path) and FLAGS.resume:
+        if os.path.exists(self.path) and resume:
             with open(self.path) as f:
                 try:
                     state = json.load(f)
                 except json.JSONDecodeError as e:
-                    raise app.UsageError(f"--output_dir={out}: {self.path} is not valid JSON "
+                    raise RunStateError(f"--output_dir={out}: {self.path} is not valid JSON "
                                          f"({e}); pass --noresume to start over.") from None
             changed = sorted(n for n in self.flags
                              if state.get("flags", {}).get(n, self.flags[n]) != self.flags[n])
             if changed:
                 was = ", ".join(f"--{n}={state['flags'][n]}" for n in changed)
-                raise app.UsageError(
+                raise RunStateError(
                     f"--output_dir={out} holds a run started with {was}; resuming it with "
                     f"other values would mix two runs. Use the same flags, another "
                     f"--output_dir, or --noresume to start over.")
@@ -143,7 +146,7 @@ def _backup_class():
 
 
 class StopAfter:
-    """--stop_after_steps: count training steps over every fit of the process and exit
+    """stop_after_steps (the apps' crash test): count training steps over every fit of the process and exit
     hard (no on_train_end, like a kill) after N of them."""
     steps = 0
 
@@ -162,24 +165,21 @@ class StopAfter:
         return _Stop()
 
 
-def save_freq():
-    return FLAGS.checkpoint_every_steps or "epoch"
-
-
 def fit(model, train, epochs, checkpoint_dir, callbacks=(), validation_data=None,
-        verbose=1, on_resume=None):
+        verbose=1, on_resume=None, save_freq="epoch", stop_after_steps=None):
     """model.fit(train, epochs=epochs) that checkpoints into `checkpoint_dir` and, if a
     checkpoint is there, continues from it. `model` must be compiled with a fresh
     optimizer. on_resume(step) is called after the weights are restored and before
-    training continues (e.g. to restore and check the bandit state). Returns the step
-    it resumed at (0 for a fresh start)."""
+    training continues (e.g. to restore and check the bandit state). save_freq: steps
+    between checkpoints, or "epoch". stop_after_steps: exit the process hard after that
+    many steps (to test resuming). Returns the step it resumed at (0 for a fresh start)."""
     from keras_slim import compat
 
     steps = int(train.cardinality())
     if steps <= 0:
         raise ValueError("the training dataset must have a known, finite number of "
                          f"batches per epoch, got cardinality {steps}.")
-    backup = _backup_class()(os.path.join(checkpoint_dir, "backup"), save_freq())
+    backup = _backup_class()(os.path.join(checkpoint_dir, "backup"), save_freq)
     done = backup.peek(model)
     epoch, skip = divmod(done, steps)
     if done:
@@ -188,8 +188,8 @@ def fit(model, train, epochs, checkpoint_dir, callbacks=(), validation_data=None
     if on_resume is not None:
         on_resume(done)
     cbs = [backup, *callbacks]
-    if FLAGS.stop_after_steps:
-        cbs.append(StopAfter.callback(FLAGS.stop_after_steps))
+    if stop_after_steps:
+        cbs.append(StopAfter.callback(stop_after_steps))
     kwargs = dict(validation_data=validation_data, verbose=verbose, callbacks=cbs,
                   shuffle=False)  # the datasets come shuffled
     if not compat.KERAS3:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keras_slim.graph import ChannelGraph, GraphError
+from keras_slim.core.graph import ChannelGraph, GraphError
 
 AGGREGATES = {"sum": np.sum, "mean": np.mean, "max": np.max}
 
@@ -226,15 +226,6 @@ def _keep_one_per_layer(graph, group, keep, order):
     return sorted(keep)
 
 
-def _source_scores(graph, fn):
-    """Scores for every channel-creating layer from fn(layer) -> vector."""
-    scores = {}
-    for group in graph.groups:
-        for path in group.layers:
-            scores[path] = fn(graph.op_by_path[path].layer)
-    return scores
-
-
 def as_graph(graph_or_model):
     if isinstance(graph_or_model, ChannelGraph):
         return graph_or_model
@@ -243,29 +234,11 @@ def as_graph(graph_or_model):
 
 def l1_norm_plan(graph_or_model, ratio, **kwargs):
     """Filters with the smallest L1 norm go first (Li et al., ICLR 2017)."""
-    graph = as_graph(graph_or_model)
-
-    def l1(layer):
-        name = type(layer).__name__
-        kernel = np.abs(layer.get_weights()[1 if name.startswith("Separable") else 0])
-        out_axis = kernel.ndim - 2 if "Transpose" in name else kernel.ndim - 1
-        return kernel.sum(axis=tuple(a for a in range(kernel.ndim) if a != out_axis))
-
-    return plan_from_scores(graph, _source_scores(graph, l1), ratio,
-                            meta={"criterion": "l1_norm"}, **kwargs)
+    from keras_slim.core.criteria import criterion_plan
+    return criterion_plan(graph_or_model, "l1_norm", ratio, **kwargs)
 
 
 def random_plan(graph_or_model, ratio, seed=0, **kwargs):
     """Random channels: the ablation baseline."""
-    graph = as_graph(graph_or_model)
-    rng = np.random.default_rng(seed)
-    scores = _source_scores(graph, lambda layer: None)
-    for group in graph.groups:  # one draw per channel, not per member
-        values = rng.random(group.size)
-        for path in group.layers:
-            roots = graph.channel_roots(path)
-            index = {int(r): j for j, r in enumerate(group.roots)}
-            scores[path] = values[[index[int(r)] for r in roots]]
-    kwargs.setdefault("aggregate", "max")
-    return plan_from_scores(graph, scores, ratio, meta={"criterion": "random", "seed": seed},
-                            **kwargs)
+    from keras_slim.core.criteria import criterion_plan
+    return criterion_plan(graph_or_model, "random", ratio, seed=seed, **kwargs)

@@ -4,7 +4,7 @@
 an inactive channel is exactly zero downstream and gets exactly zero gradient (the conv,
 BN and activation before it see dL/dh = 0 for that channel). In training it also records
 the Taylor saliency of every channel from the backward pass training already runs (see
-keras_slim.saliency).
+keras_slim.dce.saliency).
 
 `gate_model` inserts a gate behind each gatable conv (after the BN and activation that
 follow it, i.e. on the feature map h whose channels are gated); `strip_gates` removes
@@ -19,7 +19,7 @@ in every branch at once — otherwise switching it off in one branch would not r
 
 Compact execution (gate_model(..., compact=True), the default): plain conv chains are
 rewritten to GatedConv2D / GatedBatchNormalization layers that compute only the active
-channels in training (keras_slim.compact); other gated groups are masked.
+channels in training (keras_slim.dce.compact); other gated groups are masked.
 """
 import copy
 
@@ -27,16 +27,24 @@ import numpy as np
 import tensorflow as tf
 
 from keras_slim import compat
-from keras_slim.compat import GraphError, keras, register_serializable
-from keras_slim.compact import GatedBatchNormalization, GatedConv2D, plan_compact
-from keras_slim.cucb import _is_real
-from keras_slim.graph import ChannelGraph
-from keras_slim.saliency import gated_product, recorded_identity
+from keras_slim.compat import keras, register_serializable
+from keras_slim.dce.compact import GatedBatchNormalization, GatedConv2D, plan_compact
+from keras_slim.dce.bandit import _is_real
+from keras_slim.core.graph import ChannelGraph
+from keras_slim.core.walk import copy_weights, is_nested_model, iter_layers
+from keras_slim.dce.saliency import gated_product, recorded_identity
 
-GATABLE = ("Conv1D", "Conv2D", "Conv3D", "SeparableConv1D", "SeparableConv2D")
-# Layers the gate moves behind: per-channel, so h keeps the conv's channels.
-_FOLLOW = ("BatchNormalization", "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU",
-           "ThresholdedReLU")
+
+
+def _gatable(op):
+    """A conv whose output channels DCE can gate (its rule's `gating` trait)."""
+    return op.rule is not None and op.rule.gating == "source" \
+        and op.config.get("groups", 1) == 1
+
+
+def _gatable_kinds():
+    from keras_slim.core.rules import RULES
+    return ", ".join(sorted(n for n, r in RULES.items() if r.gating == "source"))
 
 
 @register_serializable()
@@ -61,7 +69,7 @@ class ChannelGate(keras.layers.Layer):
         self.channel_index = None if channel_index is None else [int(i) for i in
                                                                  channel_index]
         self.fraction = float(fraction)
-        # Compact execution (keras_slim.compact): in training the input holds only the
+        # Compact execution (keras_slim.dce.compact): in training the input holds only the
         # `active` channels; `expand` scatters them back to full width for the consumers.
         self.active = None if active is None else int(active)
         self.expand = bool(expand)
@@ -77,7 +85,7 @@ class ChannelGate(keras.layers.Layer):
                                     trainable=False)
         # Taylor saliency of the last training step, per channel (see saliency.py).
         # Assigned in the backward pass, i.e. per replica under tf.distribute: the
-        # replicas' values are averaged (keras_slim.distribute).
+        # replicas' values are averaged (keras_slim.training.distribute).
         self.saliency = self.add_weight(name="saliency", shape=(channels,),
                                         initializer="zeros", trainable=False,
                                         aggregation=compat.MEAN_AGGREGATION)
@@ -118,8 +126,8 @@ class ChannelGate(keras.layers.Layer):
 
 
 def gates_of(model):
-    """The ChannelGate layers of a model, in layer order."""
-    return [layer for layer in model.layers if isinstance(layer, ChannelGate)]
+    """The ChannelGate layers of a model (nested models included), in layer order."""
+    return [layer for _, layer in iter_layers(model) if isinstance(layer, ChannelGate)]
 
 
 # --- config surgery ---------------------------------------------------------------------
@@ -159,50 +167,47 @@ def _inbound_node(layer):
              "kwargs": {}}]
 
 
-def _copy_weights(source, target):
-    """Weights by layer name; layers only in `target` (gates) keep their initial values.
-    Compact layers add index variables after the plain layer's weights: only the
-    shared leading weights are copied."""
-    by_name = {layer.name: layer for layer in source.layers}
-    for layer in target.layers:
-        src = by_name.get(layer.name)
-        if src is None or not src.weights:
-            continue
-        values = src.get_weights()
-        if len(values) == len(layer.weights):
-            layer.set_weights(values)
-        else:
-            for variable, value in zip(layer.weights, values):
-                variable.assign(value)
-
-
 def _insert_gates(model, gates, swaps=None):
-    """A copy of `model` with gates[(target layer name)] = ChannelGate inserted behind
-    each target layer, and swaps[name] = (class, extra config) applied."""
+    """A copy of `model` with gates[path] = ChannelGate inserted behind the layer at each
+    path (nested models included), and swaps[path] = (class, extra config) applied."""
     config = copy.deepcopy(model.get_config())
     compat.drop_build_configs(config)
+    _insert_into(config, model, (), gates, swaps or {})
+    return compat.model_from_config(model, config)
+
+
+def _insert_into(config, level, prefix, gates, swaps):
+    """Apply the gates and swaps that lie in `level` (the model at `prefix`) to its config,
+    recursing into nested models."""
     layers = config["layers"]
+    by_name = {layer.name: layer for layer in level.layers}  # no InputLayer in tf_keras
     new_layers = []
     for entry in layers:
         name = entry["config"]["name"]
-        if swaps and name in swaps:
-            cls, extra = swaps[name]
-            entry = _swapped_entry(entry, model.get_layer(name), cls, extra)
+        names = prefix + (name,)
+        path = "/".join(names)
+        layer = by_name.get(name)
+        if layer is not None and is_nested_model(layer):
+            _insert_into(entry["config"], layer, names, gates, swaps)
+        elif path in swaps:
+            cls, extra = swaps[path]
+            entry = _swapped_entry(entry, layer, cls, extra)
         new_layers.append(entry)
-        gate = gates.get(name)
+        gate = gates.get(path)
         if gate is None:
             continue
         gate_entry = _serialize(gate)
         gate_entry.pop("build_config", None)
-        if not isinstance(model, keras.Sequential):
+        if not isinstance(level, keras.Sequential):
             gate_entry["name"] = gate.name
-            gate_entry["inbound_nodes"] = _inbound_node(model.get_layer(name))
+            gate_entry["inbound_nodes"] = _inbound_node(layer)
             for other in layers:
                 if other is not entry:
                     _rename_refs(other.get("inbound_nodes", []), name, gate.name)
+            if prefix:  # a nested model's output gated: the gate becomes its output
+                _rename_io(config, "output_layers", name, gate.name)
         new_layers.append(gate_entry)
     config["layers"] = new_layers
-    return compat.model_from_config(model, config)
 
 
 def _chain_end(graph, op, consumers):
@@ -215,9 +220,9 @@ def _chain_end(graph, op, consumers):
         if len(nexts) != 1 or len(op.outputs) != 1 or len(nexts[0].inputs) != 1:
             return op
         nxt = nexts[0]
-        kind = "bn" if nxt.class_name == "BatchNormalization" else \
-            "act" if nxt.class_name in _FOLLOW else None
-        if kind is None or kind in seen or len(nxt.names) != 1:
+        kind = nxt.rule.gating if nxt.rule is not None and nxt.rule.gating in ("bn", "act") \
+            else None
+        if kind is None or kind in seen or nxt.names[:-1] != op.names[:-1]:
             return op
         seen.add(kind)
         op = nxt
@@ -241,7 +246,7 @@ def gate_model(model, fraction, layers=None, compact=True):
       layers: names of conv layers to gate (their whole ChannelGraph group is gated);
         None gates every top-level conv whose channels can all be pruned.
       compact: run plain conv chains on their active channels only in training
-        (keras_slim.compact); False masks everywhere (full compute, same training).
+        (keras_slim.dce.compact); False masks everywhere (full compute, same training).
 
     Raises ValueError naming the layer if a requested layer cannot be gated (its
     channels reach the model output, it is not a conv, ...) or the model has none.
@@ -263,21 +268,18 @@ def gate_model(model, fraction, layers=None, compact=True):
         if not group.prunable.all():
             return ("some of its channels reach a model input/output or a barrier layer, "
                     "so they can never be switched off")
-        nested = [p for p in group.layers if "/" in p]
-        if nested:
-            return f"its channels are created inside nested models ({nested})"
         return None
 
     groups = []
     if layers is None:
         for group in graph.groups:
-            if any(graph.op_by_path[p].class_name in GATABLE for p in group.layers) \
+            if any(_gatable(graph.op_by_path[p]) for p in group.layers) \
                     and problem(group) is None:
                 groups.append(group)
         if not groups:
             raise ValueError(
                 f"model {model.name!r} has no gatable conv layer: DCE gates the channels "
-                f"of {', '.join(GATABLE)} layers whose channels do not reach the model "
+                f"of {_gatable_kinds()} layers whose channels do not reach the model "
                 "output.")
     else:
         if isinstance(layers, str) or not all(isinstance(n, str) for n in layers):
@@ -286,9 +288,9 @@ def gate_model(model, fraction, layers=None, compact=True):
             op = graph.op_by_path.get(name)
             if op is None:
                 raise ValueError(f"layers: model {model.name!r} has no layer {name!r}.")
-            if op.class_name not in GATABLE or op.config.get("groups", 1) != 1:
+            if not _gatable(op):
                 raise ValueError(f"layers: layer {name!r} is a {op.class_name}; only "
-                                 f"{', '.join(GATABLE)} with groups=1 can be gated.")
+                                 f"{_gatable_kinds()} with groups=1 can be gated.")
             group = graph.group_of(name)
             why = problem(group)
             if why is not None:
@@ -306,13 +308,15 @@ def gate_model(model, fraction, layers=None, compact=True):
             chains[path] = end
     swaps = {}
     compact_gates = {}
-    if compact:
-        plan = plan_compact(graph, consumers, groups, chains, fraction)
+    if compact:  # compact layers are swapped in at the top level; nested groups mask
+        top_level = [g for g in groups if not any("/" in p for p in g.layers)]
+        plan = plan_compact(graph, consumers, top_level, chains, fraction)
         swaps.update({p: (GatedConv2D, kw) for p, kw in plan["convs"].items()})
         swaps.update({p: (GatedBatchNormalization, kw) for p, kw in plan["bns"].items()})
         compact_gates = plan["gates"]
 
-    taken = {layer.name for layer in model.layers}
+    taken = {p.rsplit("/", 1)[-1] for p, _ in iter_layers(model)} | \
+        {layer.name for layer in model.layers}
     gates = {}
     for group in groups:
         index = {int(r): j for j, r in enumerate(group.roots)}
@@ -326,9 +330,10 @@ def gate_model(model, fraction, layers=None, compact=True):
                 extra = {"active": active, "expand": expand}
             gates[end.path] = ChannelGate(
                 group=group.name, channel_index=None if identity else channel_index,
-                fraction=fraction, name=_unique_name(f"{path}_gate", taken), **extra)
+                fraction=fraction, name=_unique_name(f"{path.rsplit('/', 1)[-1]}_gate", taken),
+                **extra)
     new = _insert_gates(model, gates, swaps)
-    _copy_weights(model, new)
+    copy_weights(model, new, leading=True)
     return new
 
 
@@ -348,37 +353,41 @@ def _swapped_entry(entry, layer, cls, extra):
 
 def strip_gates(model):
     """A copy of `model` without its ChannelGate layers (same outputs when every mask
-    is 1); layer names and weights of the other layers are kept."""
+    is 1); layer names and weights of the other layers are kept, nested models too."""
     compat.ensure_model(model)
     config = copy.deepcopy(model.get_config())
     compat.drop_build_configs(config)
-    gate_names = {g.name for g in gates_of(model)}
-    if not gate_names:
+    if not gates_of(model):
         raise ValueError(f"model {model.name!r} has no ChannelGate layer to strip.")
+    _strip_from(config, model)
+    new = compat.model_from_config(model, config)
+    copy_weights(model, new, skip_missing=True, leading=True)
+    return new
+
+
+def _strip_from(config, level):
     kept = []
-    by_name = {layer.name: layer for layer in model.layers}
+    by_name = {layer.name: layer for layer in level.layers}  # no InputLayer in tf_keras
     for entry in config["layers"]:
         name = entry["config"]["name"]
         layer = by_name.get(name)
-        if isinstance(layer, (GatedConv2D, GatedBatchNormalization)):
+        if is_nested_model(layer):
+            _strip_from(entry["config"], layer)
+        elif isinstance(layer, (GatedConv2D, GatedBatchNormalization)):
             plain = keras.layers.Conv2D if isinstance(layer, GatedConv2D) \
                 else keras.layers.BatchNormalization
             entry = _swapped_entry(entry, layer, plain, {})
-        if name not in gate_names:
+        if not isinstance(layer, ChannelGate):
             kept.append(entry)
             continue
-        if isinstance(model, keras.Sequential):
+        if isinstance(level, keras.Sequential):
             continue
-        calls = compat.inbound_calls(entry)
-        source = calls[0][0][0]
+        source = compat.inbound_calls(entry)[0][0][0]
         for other in config["layers"]:
             if other is not entry:
                 _rename_refs(other.get("inbound_nodes", []), name, source)
         _rename_io(config, "output_layers", name, source)
     config["layers"] = kept
-    new = compat.model_from_config(model, config)
-    _copy_weights(model, new)
-    return new
 
 
 def _rename_io(config, key, old, new):

@@ -19,7 +19,7 @@ h is taken before the mask: for active channels that is the gated output itself.
 
 Under tf.distribute the gradient function runs per replica (replica context) on that
 replica's share of the batch; ChannelGate creates the variable with MEAN aggregation, so
-the assign stores the mean over replicas on every replica (keras_slim.distribute).
+the assign stores the mean over replicas on every replica (keras_slim.training.distribute).
 """
 import tensorflow as tf
 

@@ -14,7 +14,7 @@ The Network Slimming models (vgg, preresnet, densenet) also copy the authors'
 initialisation: conv weights N(0, sqrt(2 / (k*k*out))) and BN gamma = 0.5.
 """
 from keras_slim.compat import keras
-from keras_slim.layers import ChannelZeroPad
+from keras_slim.zoo.layers import ChannelZeroPad
 
 __all__ = ["MODEL_NAMES", "VGG_CFGS", "build", "densenet", "mobilenet_v2",
            "preresnet", "resnet", "vgg"]

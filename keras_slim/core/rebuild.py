@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from keras_slim import compat, rules
-from keras_slim.compat import GraphError, keras
-from keras_slim.graph import ChannelGraph
-from keras_slim.plan import ChannelPlan
+from keras_slim import compat
+from keras_slim.core import rules
+from keras_slim.core.graph import ChannelGraph
+from keras_slim.core.plan import ChannelPlan
+from keras_slim.core.walk import config_entry_at, layer_at
 
 
 @dataclass
@@ -80,24 +81,6 @@ class _OpMasks:
         return np.repeat(self.in_mask(), self.op.config.get("depth_multiplier", 1))
 
 
-def _layer_configs(config):
-    return {entry["config"]["name"]: entry for entry in config["layers"]}
-
-
-def _config_entry(config, names):
-    node = config
-    for part in names:
-        node = _layer_configs(node if "layers" in node else node["config"])[part]
-    return node
-
-
-def _get_layer(model, names):
-    layer = model
-    for part in names:
-        layer = layer.get_layer(part)
-    return layer
-
-
 def _edit_weights(op, weights, masks, edit):
     """Apply `edit(array, axis, mask)` along every channel axis of every weight."""
     om = masks.for_op(op)
@@ -128,7 +111,7 @@ def _constants(graph, gamma_tolerance=0.0):
     graph.gamma_tolerance = gamma_tolerance  # read by the BatchNorm rule
     values, approx = {}, {}
     for op in graph.ops:
-        if op.class_name == "InputLayer":
+        if op.is_input:
             for key in op.outputs:
                 values[key] = np.full(graph.shapes[key][-1], np.nan)
                 approx[key] = False
@@ -183,14 +166,24 @@ def _compensate(graph, masks, new_weights, configs, report, gamma_tolerance):
         report.compensations.append(Compensation(op.path, int(use.sum()), target, exact))
 
 
-def _build(model, plan, edit, resize, compensate, gamma_tolerance):
-    graph = ChannelGraph(model)
+def _graph_of(model, graph):
+    """The model's ChannelGraph: the one handed along, or a new analysis."""
+    if graph is None:
+        return ChannelGraph(model)
+    if not isinstance(graph, ChannelGraph) or graph.model is not model:
+        raise ValueError("graph must be the ChannelGraph of this very model "
+                         f"({model.name!r}). Received: {graph!r}")
+    return graph
+
+
+def _build(model, plan, edit, resize, compensate, gamma_tolerance, graph):
+    graph = _graph_of(model, graph)
     masks = _Masks(graph, plan)
     config = copy.deepcopy(model.get_config())
-    entries = {op.path: _config_entry(config, op.names) for op in graph.ops
-               if op.class_name != "InputLayer"}
+    entries = {op.path: config_entry_at(config, op.names) for op in graph.ops
+               if not op.is_input}
     weights = {op.path: [np.asarray(w) for w in op.layer.get_weights()]
-               for op in graph.ops if op.class_name != "InputLayer"}
+               for op in graph.ops if not op.is_input}
     report = RebuildReport()
     if compensate:
         _compensate(graph, masks, weights, entries, report, gamma_tolerance)
@@ -199,19 +192,20 @@ def _build(model, plan, edit, resize, compensate, gamma_tolerance):
             if op.path in entries:
                 op.rule.new_config(op, entries[op.path]["config"], masks.for_op(op))
         for names, key in graph.nested_inputs.items():
-            cfg = _config_entry(config, names)["config"]
+            cfg = config_entry_at(config, names)["config"]
             shape_key = compat.input_layer_shape_key(cfg)
             cfg[shape_key] = list(cfg[shape_key])[:-1] + [int(masks.of(key).sum())]
     new = compat.model_from_config(model, config)
     for op in graph.ops:
-        if op.class_name == "InputLayer" or not weights[op.path]:
+        if op.is_input or not weights[op.path]:
             continue
-        target = _get_layer(new, op.names)
+        target = layer_at(new, op.names)
         target.set_weights(_edit_weights(op, weights[op.path], masks, edit))
     return new, report
 
 
-def rebuild(model, plan, compensate=True, return_report=False, gamma_tolerance=0.0):
+def rebuild(model, plan, compensate=True, return_report=False, gamma_tolerance=0.0,
+            graph=None):
     """A new model with only the plan's channels, sliced weights, the same layer names.
 
     The input model is not changed. With compensate=True (default) the constant output
@@ -219,13 +213,15 @@ def rebuild(model, plan, compensate=True, return_report=False, gamma_tolerance=0
     gamma_tolerance > 0 also treats removed channels with |γ| at most that as emitting
     act(β) — an approximation (E[γ·x̂ + β] = β before the activation) for Network
     Slimming, where sparsity training leaves γ small but rarely exactly 0.
+    graph: the model's ChannelGraph if the caller has one (saves a second analysis).
     """
-    new, report = _build(model, plan, _slice, True, compensate, gamma_tolerance)
+    new, report = _build(model, plan, _slice, True, compensate, gamma_tolerance, graph)
     return (new, report) if return_report else new
 
 
-def mask(model, plan, compensate=True, return_report=False, gamma_tolerance=0.0):
+def mask(model, plan, compensate=True, return_report=False, gamma_tolerance=0.0,
+         graph=None):
     """A same-size copy whose removed channels are zeroed (weights in and out, BN
     γ = β = 0); computes what rebuild(model, plan) computes, at full size."""
-    new, report = _build(model, plan, _zero, False, compensate, gamma_tolerance)
+    new, report = _build(model, plan, _zero, False, compensate, gamma_tolerance, graph)
     return (new, report) if return_report else new

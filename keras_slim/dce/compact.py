@@ -1,7 +1,7 @@
 """Compact execution for Dynamic Channel Execution: a training step with p < 1 active
 channels really computes less.
 
-Masking (keras_slim.gating.ChannelGate alone) zeroes inactive channels after the full
+Masking (keras_slim.dce.gates.ChannelGate alone) zeroes inactive channels after the full
 convolution, so it saves nothing. In a compact chain
 
     GatedConv2D -> [GatedBatchNormalization] -> [activation] -> ChannelGate
@@ -28,11 +28,13 @@ import numpy as np
 import tensorflow as tf
 
 from keras_slim.compat import keras, register_serializable
-from keras_slim.cucb import active_count
+from keras_slim.dce.bandit import active_count
 
-# Per-channel layers a compact tensor may pass between a gate and the next compact conv.
-TRANSPARENT = ("MaxPooling2D", "AveragePooling2D", "Dropout", "SpatialDropout2D",
-               "Activation", "ReLU", "LeakyReLU", "ELU", "GaussianNoise", "Identity")
+
+
+def _compact_kind(op):
+    """The rule's `compact` trait: "conv", "bn", "pass" (a compact tensor passes) or None."""
+    return op.rule.compact if op.rule is not None else None
 
 
 def _index_variable(layer, name, size):
@@ -189,7 +191,7 @@ def plan_compact(graph, consumers, gated_groups, chains, fraction):
             continue  # coupled channels (Add / SE): masking
         op = graph.op_by_path[group.layers[0]]
         config = op.config
-        if op.class_name != "Conv2D" or config.get("groups", 1) != 1 \
+        if _compact_kind(op) != "conv" or config.get("groups", 1) != 1 \
                 or config.get("data_format", "channels_last") != "channels_last" \
                 or not _plain_chain(op, chains[op.path], consumers):
             continue
@@ -203,7 +205,7 @@ def plan_compact(graph, consumers, gated_groups, chains, fraction):
         step = op
         while step is not end:  # the BN / activations between conv and gate
             step = consumers[step.outputs[0]][0]
-            if step.class_name == "BatchNormalization":
+            if _compact_kind(step) == "bn":
                 bns[step.path] = {"group": name, "active": active}
         readers = _compact_readers(graph, consumers, end, compact_groups)
         for reader in readers or ():
@@ -217,12 +219,12 @@ def _plain_chain(conv, end, consumers):
     step = conv
     while step is not end:
         step = consumers[step.outputs[0]][0]
-        if step.class_name == "BatchNormalization":
+        if _compact_kind(step) == "bn":
             axis = step.config.get("axis", -1)
             axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
             if axis not in (-1, step.rank(0) - 1):
                 return False
-        elif step.class_name not in TRANSPARENT:
+        elif _compact_kind(step) != "pass":
             return False
     return True
 
@@ -244,7 +246,7 @@ def _compact_readers(graph, consumers, end, compact_groups):
                 return None
             if nxt.path in compact_convs:
                 readers.append(nxt)
-            elif nxt.class_name in TRANSPARENT and "/" not in nxt.path:
+            elif _compact_kind(nxt) == "pass" and "/" not in nxt.path:
                 frontier.append(nxt)
             else:
                 return None

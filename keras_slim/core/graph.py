@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from keras_slim import compat, rules
+from keras_slim import compat
+from keras_slim.core import rules
 from keras_slim.compat import GraphError, keras
+from keras_slim.core.walk import INPUT_CLASS, is_input_entry, is_nested_model
 
 _INPUT, _SOURCE, _ZERO, _FIXED = "input", "source", "zero", "fixed"
 
@@ -40,11 +42,15 @@ class Op:
     outputs: list
     graph: "ChannelGraph" = field(repr=False, default=None)
     extra: dict = field(default_factory=dict)
-    rule: object = None       # its keras_slim.rules entry (None for inputs)
+    rule: object = None       # its keras_slim.core.rules entry (None for inputs)
 
     @property
     def path(self):
         return "/".join(self.names)
+
+    @property
+    def is_input(self):
+        return not self.inputs  # every layer call has an input; an input has none
 
     def in_shape(self, i=0):
         return self.graph.shapes[self.inputs[i]]
@@ -96,8 +102,7 @@ class ChannelGraph:
         self.nested_inputs = {}  # path of a nested model's InputLayer -> outer tensor key
         self._parent, self._owner, self._kind, self._fixed = [], [], [], []
         self.output_keys = self._walk(model, (), None)
-        self.input_keys = [k for op in self.ops if op.class_name == "InputLayer"
-                           for k in op.outputs]
+        self.input_keys = [k for op in self.ops if op.is_input for k in op.outputs]
         for op in self.ops:
             self._propagate(op)
         for key in self.output_keys:
@@ -117,7 +122,7 @@ class ChannelGraph:
             name = entry["config"]["name"]
             layer = model.get_layer(name)
             names = prefix + (name,)
-            if entry["class_name"] == "InputLayer":
+            if is_input_entry(entry):
                 if input_keys is None:
                     key = self._add_input(names, layer)
                 else:  # a nested model's input is the outer tensor it was called on
@@ -132,7 +137,7 @@ class ChannelGraph:
                     "channels would have to be pruned identically everywhere, which is not "
                     "supported. Give each call its own layer.")
             in_keys = [produced[ref] for ref in calls[0]]
-            if isinstance(layer, keras.Model):
+            if is_nested_model(layer):
                 out_keys = self._walk(layer, names, in_keys)
             else:
                 out_keys = self._add_op(names, layer, entry, in_keys)
@@ -141,10 +146,10 @@ class ChannelGraph:
         return [produced[ref] for ref in compat.io_refs(config["output_layers"])]
 
     def _walk_sequential(self, model, config, prefix, input_keys):
-        entries = [e for e in config["layers"] if e["class_name"] != "InputLayer"]
+        entries = [e for e in config["layers"] if not is_input_entry(e)]
         if input_keys is not None:
             for e in config["layers"]:
-                if e["class_name"] == "InputLayer":
+                if is_input_entry(e):
                     self.nested_inputs[prefix + (e["config"]["name"],)] = input_keys[0]
         if input_keys is None:
             if not model.inputs:
@@ -154,7 +159,7 @@ class ChannelGraph:
         keys = input_keys
         for entry, layer in zip(entries, model.layers):
             names = prefix + (layer.name,)
-            if isinstance(layer, keras.Model):
+            if is_nested_model(layer):
                 keys = self._walk(layer, names, keys)
             else:
                 keys = self._add_op(names, layer, entry, keys)
@@ -162,7 +167,7 @@ class ChannelGraph:
 
     def _add_input(self, names, layer_or_tensor):
         tensor = getattr(layer_or_tensor, "output", layer_or_tensor)
-        op = Op(names, layer_or_tensor, "InputLayer", {}, [], [], self)
+        op = Op(names, layer_or_tensor, INPUT_CLASS, {}, [], [], self)
         key = op.path + ":0"
         op.outputs.append(key)
         self.shapes[key] = _shape(tensor)
@@ -223,7 +228,7 @@ class ChannelGraph:
         return outs
 
     def _propagate(self, op):
-        if op.class_name == "InputLayer":
+        if op.is_input:
             return
         rule = rules.rule_for(op.class_name)
         if rule is None:

@@ -20,8 +20,28 @@ IN, OUT, MID = "in", "out", "mid"  # MID: depthwise output of a separable conv
 
 
 class Rule:
+    """How one layer kind's channels flow. Traits other modules ask instead of testing
+    class names: `gating` ("source": DCE can gate its output channels; "bn"/"act": a
+    gate may move behind it), `compact` ("conv"/"bn": has a compact-execution form;
+    "pass": a compact tensor passes it unchanged)."""
     consumer = False       # sums over input channels: constants fold into its bias
     creates_channels = False
+    gating = None
+    compact = None
+
+    def __init__(self, **traits):
+        for name, value in traits.items():
+            if not hasattr(type(self), name):
+                raise TypeError(f"{type(self).__name__} has no trait {name!r}.")
+            setattr(self, name, value)
+
+    def macs(self, op):
+        """Multiply-accumulates of one call (0 for layers whose work is negligible)."""
+        return 0
+
+    def filter_importance(self, op):
+        """L1 norm of each output channel's filter (channel-creating layers), else None."""
+        return None
 
     def propagate(self, op, in_ids, graph):
         raise NotImplementedError
@@ -137,6 +157,21 @@ class Source(Rule):
         return config
 
     bias_index = 1  # position of the bias among the layer's weights
+    kernel_index = 0  # the weight whose L1 norm ranks filters
+
+    def macs(self, op):
+        kernel = int(np.prod(op.config.get("kernel_size", 1)))
+        out_spatial = int(np.prod(op.out_shape(0)[1:-1]))
+        return (out_spatial * kernel * op.in_channels(0) // op.config.get("groups", 1)
+                * op.out_channels(0))
+
+    def out_axis(self, kernel):
+        return kernel.ndim - 1
+
+    def filter_importance(self, op):
+        kernel = np.abs(op.layer.get_weights()[self.kernel_index])
+        out_axis = self.out_axis(kernel)
+        return kernel.sum(axis=tuple(a for a in range(kernel.ndim) if a != out_axis))
 
     def response(self, op, weights, values):
         """Interior output of the layer to constant inputs (bias compensation), or None
@@ -150,6 +185,14 @@ class Dense(Source):
 
 
 class ConvTranspose(Source):
+    def macs(self, op):
+        in_spatial = int(np.prod(op.in_shape(0)[1:-1]))
+        return (in_spatial * int(np.prod(op.config["kernel_size"])) * op.in_channels(0)
+                * op.out_channels(0))
+
+    def out_axis(self, kernel):
+        return kernel.ndim - 2
+
     def response(self, op, weights, values):
         return None  # with strides, how many taps reach an output depends on its position
 
@@ -159,6 +202,10 @@ class ConvTranspose(Source):
 
 class Depthwise(Rule):
     """Output channel c*m+k comes from input channel c: the channel keeps its identity."""
+
+    def macs(self, op):
+        return (int(np.prod(op.out_shape(0)[1:-1])) * int(np.prod(op.config["kernel_size"]))
+                * op.out_channels(0))
 
     def propagate(self, op, in_ids, graph):
         return [np.repeat(in_ids[0], op.config.get("depth_multiplier", 1))]
@@ -184,6 +231,12 @@ class Depthwise(Rule):
 class Separable(Source):
     """Depthwise (per input channel) then a pointwise conv that creates channels."""
     bias_index = 2
+    kernel_index = 1  # the pointwise kernel creates the output channels
+
+    def macs(self, op):
+        mid = op.in_channels(0) * op.config.get("depth_multiplier", 1)
+        kernel = int(np.prod(op.config["kernel_size"]))
+        return int(np.prod(op.out_shape(0)[1:-1])) * (kernel * mid + mid * op.out_channels(0))
 
     def response(self, op, weights, values):
         depthwise, pointwise = weights[0], weights[1]
@@ -273,7 +326,7 @@ class Reshape(Rule):
 
 
 class ChannelZeroPad(Rule):
-    """keras_slim.layers.ChannelZeroPad: zero channels around the input (ResNet option A).
+    """keras_slim.zoo.layers.ChannelZeroPad: zero channels around the input (ResNet option A).
     The zero channels get ids of their own so an Add can couple them to real ones."""
 
     def propagate(self, op, in_ids, graph):
@@ -295,13 +348,13 @@ class ChannelZeroPad(Rule):
 
 
 class Gate(ValueMap):
-    """keras_slim.gating.ChannelGate: a 0/1 mask per channel. Its config indexes the
+    """keras_slim.dce.gates.ChannelGate: a 0/1 mask per channel. Its config indexes the
     channels of a group, so gates are stripped (gating.strip_gates) before a rebuild."""
 
     def new_config(self, op, config, masks):
         if not masks.out_mask().all():
             raise GraphError(f"layer {op.path!r} is a ChannelGate: call "
-                             "keras_slim.gating.strip_gates(model) before rebuilding.")
+                             "keras_slim.dce.gates.strip_gates(model) before rebuilding.")
         return config
 
 
@@ -328,8 +381,9 @@ class Softmax(Rule):
         return [in_ids[0]]
 
 
-_VALUE_MAPS = ["Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "ThresholdedReLU",
-               "Rescaling", "Normalization"]
+# Activations a DCE gate may move behind; the parameter-free ones pass compact tensors.
+_ACTIVATIONS = ["Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "ThresholdedReLU"]
+_VALUE_MAPS = ["Rescaling", "Normalization"]
 _PADDING = ["ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"]
 _PER_CHANNEL = [
     "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
@@ -341,17 +395,23 @@ _PER_CHANNEL = [
     "ActivityRegularization", "Identity",
 ]
 
+_COMPACT_PASS = ["MaxPooling2D", "AveragePooling2D", "Dropout", "SpatialDropout2D",
+                 "GaussianNoise", "Identity", "Activation", "ReLU", "LeakyReLU", "ELU"]
+
 RULES = {name: PerChannel() for name in _PER_CHANNEL}
 RULES.update({name: ValueMap() for name in _VALUE_MAPS})
+RULES.update({name: ValueMap(gating="act") for name in _ACTIVATIONS})
 RULES.update({name: Padding() for name in _PADDING})
 RULES.update({
-    "BatchNormalization": BatchNorm(), "SlimBatchNormalization": BatchNorm(),
-    "GatedBatchNormalization": BatchNorm(),
-    "Conv1D": Source(), "Conv2D": Source(), "Conv3D": Source(), "GatedConv2D": Source(),
+    "BatchNormalization": BatchNorm(gating="bn", compact="bn"),
+    "SlimBatchNormalization": BatchNorm(), "GatedBatchNormalization": BatchNorm(),
+    "Conv1D": Source(gating="source"), "Conv2D": Source(gating="source", compact="conv"),
+    "Conv3D": Source(gating="source"), "GatedConv2D": Source(),
     "Conv1DTranspose": ConvTranspose(), "Conv2DTranspose": ConvTranspose(),
     "Dense": Dense(),
     "DepthwiseConv1D": Depthwise(), "DepthwiseConv2D": Depthwise(),
-    "SeparableConv1D": Separable(), "SeparableConv2D": Separable(),
+    "SeparableConv1D": Separable(gating="source"),
+    "SeparableConv2D": Separable(gating="source"),
     "Add": Merge(), "Subtract": Merge(), "Multiply": Merge(), "Average": Merge(),
     "Maximum": Merge(), "Minimum": Merge(),
     "Concatenate": Concat(),
@@ -362,6 +422,47 @@ RULES.update({
     "Softmax": Softmax(),
     "Lambda": Refuse(), "TFOpLambda": Refuse(),
 })
+
+
+for _name in _COMPACT_PASS:
+    RULES[_name] = type(RULES[_name])(**dict(vars(RULES[_name]), compact="pass"))
+
+RULE_KINDS = {"per_channel": PerChannel, "value_map": ValueMap, "padding": Padding,
+              "batch_norm": BatchNorm, "source": Source, "dense": Dense,
+              "depthwise": Depthwise, "merge": Merge, "concat": Concat, "reshape": Reshape,
+              "barrier": Barrier}
+
+
+def register_rule(layer, rule):
+    """Tell keras-slim how a layer class's channels flow, so models using it prune.
+
+    Args:
+      layer: the layer class, or its class name (as in the model config).
+      rule: a Rule instance, or the name of a rule kind: "per_channel" (output channel c
+        is input channel c; weights indexed by channel on their last axis are sliced),
+        "value_map" (per-channel, and a constant input stays constant through it),
+        "padding", "batch_norm", "source" (creates channels, like Conv2D: `filters`),
+        "dense" (`units`), "depthwise", "merge" (element-wise between inputs: couples
+        their channels), "concat", "reshape", "barrier" (keeps its channels).
+    Returns the rule. A class with no rule is a barrier, with a warning naming it.
+
+    Example:
+      @keras.saving.register_keras_serializable()
+      class Scale(keras.layers.Layer): ...          # y = x * w, w of shape (C,)
+      keras_slim.register_rule(Scale, "per_channel")
+    """
+    name = layer if isinstance(layer, str) else getattr(layer, "__name__", None)
+    if not name:
+        raise TypeError(f"layer must be a layer class or a class name, got {layer!r}.")
+    if isinstance(rule, str):
+        if rule not in RULE_KINDS:
+            raise ValueError(f"rule must be a Rule or one of {sorted(RULE_KINDS)}. "
+                             f"Received: rule={rule!r}")
+        rule = RULE_KINDS[rule]()
+    if not isinstance(rule, Rule):
+        raise TypeError(f"rule must be a Rule or a rule kind name. Received: {rule!r}")
+    RULES[name] = rule
+    return rule
 
 
 def rule_for(class_name):

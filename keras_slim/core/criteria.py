@@ -1,0 +1,116 @@
+"""Channel criteria: per-channel importance by name, and the plan each one gives.
+
+    "bn_gamma"  |γ| of every BatchNormalization (Network Slimming)
+    "l1_norm"   L1 norm of each filter (Li et al., ICLR 2017), from the layer's rule
+    "random"    one uniform draw per channel (the ablation baseline)
+    "dce"       the CUCB bandits' mean Taylor saliency of a DCE run (needs bandit_state)
+
+A new criterion is a function graph -> {layer path: vector over its output channels},
+added to SCORERS.
+"""
+import numpy as np
+
+from keras_slim.core.graph import ChannelGraph
+from keras_slim.core.plan import plan_from_scores
+from keras_slim.core.rebuild import rebuild
+
+CRITERIA = ("bn_gamma", "l1_norm", "random", "dce")
+
+
+def _l1_norm(graph, seed):
+    scores = {}
+    for group in graph.groups:
+        for path in group.layers:
+            op = graph.op_by_path[path]
+            scores[path] = op.rule.filter_importance(op)
+    return {p: v for p, v in scores.items() if v is not None}
+
+
+def _random(graph, seed):
+    rng = np.random.default_rng(seed)
+    scores = {}
+    for group in graph.groups:  # one draw per channel, not per member
+        values = rng.random(group.size)
+        index = {int(r): j for j, r in enumerate(group.roots)}
+        for path in group.layers:
+            scores[path] = values[[index[int(r)] for r in graph.channel_roots(path)]]
+    return scores
+
+
+def _bn_gamma(graph, seed):
+    from keras_slim.slimming.scores import gamma_scores
+    return gamma_scores(graph.model)
+
+
+SCORERS = {"bn_gamma": _bn_gamma, "l1_norm": _l1_norm, "random": _random}
+# A channel's members all carry the same draw: "max" keeps it as is.
+_DEFAULT_AGGREGATE = {"random": "max"}
+
+
+def _check_criterion(criterion):
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {list(CRITERIA)}. "
+                         f"Received: criterion={criterion!r}")
+
+
+def channel_scores(graph_or_model, criterion, seed=0):
+    """{layer path: importance per output channel} by a criterion's name."""
+    _check_criterion(criterion)
+    if criterion == "dce":
+        raise ValueError("criterion 'dce' scores come from a DCE run's bandits: use "
+                         "criterion_plan(model, 'dce', ratio, bandit_state=...).")
+    graph = graph_or_model if isinstance(graph_or_model, ChannelGraph) \
+        else ChannelGraph(graph_or_model)
+    return SCORERS[criterion](graph, seed)
+
+
+def criterion_plan(graph_or_model, criterion, ratio, seed=0, bandit_state=None, **kwargs):
+    """The ChannelPlan removing the `ratio` share of channels a criterion ranks lowest.
+    Extra keyword arguments go to plan_from_scores (scope, round_to, min_fraction, ...);
+    "dce" removes the same share in every gated group (dce_plan)."""
+    _check_criterion(criterion)
+    graph = graph_or_model if isinstance(graph_or_model, ChannelGraph) \
+        else ChannelGraph(graph_or_model)
+    if criterion == "dce":
+        from keras_slim.dce.pipeline import dce_plan
+        if bandit_state is None:
+            raise ValueError("criterion 'dce' needs bandit_state: a CUCBCallback, its "
+                             "get_state() or the bandit.json of a DCE run.")
+        kwargs.pop("scope", None)  # DCE keeps the same share of every gated group
+        return dce_plan(bandit_state, graph.model, 1.0 - ratio, graph=graph, **kwargs)
+    kwargs.setdefault("aggregate", _DEFAULT_AGGREGATE.get(criterion, "mean"))
+    meta = dict(kwargs.pop("meta", None) or {}, criterion=criterion)
+    if criterion == "random":
+        meta["seed"] = seed
+    return plan_from_scores(graph, SCORERS[criterion](graph, seed), ratio, meta=meta,
+                            **kwargs)
+
+
+def removed_gamma_max(model, plan, graph=None):
+    """The largest |γ| among the channels a plan removes (0 with no BN γ)."""
+    from keras_slim.slimming.scores import gamma_scores
+    graph = graph if graph is not None else ChannelGraph(model)
+    removed = np.array(sorted(plan.removed_roots(graph)))
+    largest = 0.0
+    for path, gamma in gamma_scores(model).items():
+        hit = np.isin(graph.channel_roots(path), removed)
+        if hit.any():
+            largest = max(largest, float(gamma[hit].max()))
+    return largest
+
+
+def prune(model, criterion, ratio, compensate=True, graph=None, return_report=False,
+          **plan_kwargs):
+    """Plan by a criterion and rebuild, analysing the model once; returns (pruned, plan)
+    or, with return_report, (pruned, plan, RebuildReport).
+
+    With criterion="bn_gamma" and compensate=True, removed channels whose γ sparsity
+    training made small (not 0) are taken to emit act(β) and folded into their consumers.
+    """
+    graph = graph if graph is not None else ChannelGraph(model)
+    plan = criterion_plan(graph, criterion, ratio, **plan_kwargs)
+    tolerance = removed_gamma_max(model, plan, graph) \
+        if compensate and criterion == "bn_gamma" else 0.0
+    pruned, report = rebuild(model, plan, compensate=compensate, gamma_tolerance=tolerance,
+                             return_report=True, graph=graph)
+    return (pruned, plan, report) if return_report else (pruned, plan)

@@ -1,0 +1,93 @@
+"""SlimBatchNormalization: a BatchNormalization whose γ carries an L1 penalty."""
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from keras_slim.compat import keras, register_serializable
+from keras_slim.core.walk import iter_layers
+
+_L1_WEIGHT = "l1_lambda"
+
+
+def _check_l1(value, where="l1"):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where} must be a float >= 0, got {value!r}.") from None
+    if math.isnan(value) or math.isinf(value) or value < 0:
+        raise ValueError(f"{where} must be a finite float >= 0, got {value!r}.")
+    return value
+
+
+@register_serializable()
+class SlimBatchNormalization(keras.layers.BatchNormalization):
+    """BatchNormalization whose scale γ carries an L1 penalty `l1`·Σ|γ| in the loss.
+
+    Works on any rank (after Conv: per filter; after Dense: per neuron). `l1` is held
+    in a non-trainable scalar weight named "l1_lambda", created after (so listed after)
+    the four BN weights; `bn_weights(layer)` gives the plain-BN part.
+    """
+
+    def __init__(self, l1=1e-4, **kwargs):
+        super().__init__(**kwargs)
+        self._initial_l1 = _check_l1(l1, f"l1 of layer {kwargs.get('name', '')!r}")
+        self._l1_var = None
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._l1_var = self.add_weight(
+            name=_L1_WEIGHT, shape=(), dtype="float32", trainable=False,
+            initializer=keras.initializers.Constant(self._initial_l1))
+
+    @property
+    def l1(self):
+        return float(np.asarray(self._l1_var)) if self._l1_var is not None \
+            else self._initial_l1
+
+    @l1.setter
+    def l1(self, value):
+        value = _check_l1(value, f"l1 of layer {self.name!r}")
+        self._initial_l1 = value
+        if self._l1_var is not None:
+            self._l1_var.assign(value)
+
+    def penalty(self):
+        """λ·Σ|γ| as a tensor (0 without γ)."""
+        if not self.scale:
+            return tf.constant(0.0)
+        gamma = tf.cast(tf.convert_to_tensor(self.gamma), tf.float32)
+        return tf.convert_to_tensor(self._l1_var) * tf.reduce_sum(tf.abs(gamma))
+
+    def call(self, inputs, training=None, **kwargs):
+        outputs = super().call(inputs, training=training, **kwargs)
+        if self.scale:
+            self.add_loss(self.penalty())
+        return outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config["l1"] = self.l1  # the current λ, so a reload resumes the schedule
+        return config
+
+
+def is_bn(layer):
+    return isinstance(layer, keras.layers.BatchNormalization)
+
+
+def _is_slim(layer):
+    return isinstance(layer, SlimBatchNormalization)
+
+
+def bn_weights(layer):
+    """The weights a plain BatchNormalization would have (γ, β, mean, var as present)."""
+    lam = getattr(layer, "_l1_var", None)
+    return [w for w in layer.weights if w is not lam]
+
+
+
+def slim_layers(model):
+    """{path: SlimBatchNormalization} of a model."""
+    return {p: l for p, l in iter_layers(model) if _is_slim(l)}
+
+

@@ -1,0 +1,1 @@
+"""Reference models, their custom layers, and the datasets the apps and benchmarks use."""
