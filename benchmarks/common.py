@@ -66,10 +66,10 @@ def _package(name):
 
 def _git():
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=False,
                                 capture_output=True, text=True, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=ROOT, capture_output=True, text=True,
+                               cwd=ROOT, check=False, capture_output=True, text=True,
                                timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -161,7 +161,8 @@ def child_env(**variables):
     """os.environ plus `variables`, with the repository first on PYTHONPATH, so that
     module_command works from any working directory (relative paths stay valid)."""
     env = dict(os.environ, **variables)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != ROOT]
+    env["PYTHONPATH"] = os.pathsep.join([ROOT, *paths])
     return env
 
 

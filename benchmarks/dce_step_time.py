@@ -19,8 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.common import (  # noqa: E402
-    command, random_batches, step_time_parser, step_times)
+from benchmarks.common import command, random_batches, step_time_parser, step_times  # noqa: E402
 from keras_slim.compat import FLAVOUR, keras  # noqa: E402
 from keras_slim.dce import CUCBCallback  # noqa: E402
 from keras_slim.dce.gates import gate_model  # noqa: E402

@@ -1,8 +1,8 @@
 """Export to phones: size, LiteRT latency and accuracy of vgg_small on Fashion-MNIST,
 unpruned and L1-norm pruned (50% / 70% of channels removed), in every export mode.
 
-    python benchmarks/export_bench.py [--epochs 2] [--out benchmarks/results/export.md]
-    python benchmarks/export_bench.py --quick          # small subset, a few minutes
+    python -m benchmarks.export_bench [--epochs 2] [--out benchmarks/results/export.md]
+    python -m benchmarks.export_bench --quick          # small subset, a few minutes
 
 Latency is batch-1 LiteRT (XNNPACK) on this machine's CPU, median of --runs; run it on
 a quiet machine. "gain/FLOPs" = (unpruned latency / latency) / (unpruned MACs / MACs) in
@@ -11,25 +11,18 @@ the same mode and thread count: 1.0 means latency fell exactly as much as FLOPs 
 import argparse
 import datetime
 import os
-import platform
-import shlex
-import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Run from a checkout: import this repository's packages, not an installed copy.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import tensorflow as tf  # noqa: E402
-
-from keras_slim.zoo import data as ks_data  # noqa: E402
-from keras_slim.compat import FLAVOUR, keras  # noqa: E402
+from benchmarks.common import command, litert_versions, write_text  # noqa: E402
+from keras_slim import export  # noqa: E402
+from keras_slim.compat import keras  # noqa: E402
 from keras_slim.core.metrics import profile  # noqa: E402
-from keras_slim.zoo.models import build  # noqa: E402
 from keras_slim.core.plan import l1_norm_plan  # noqa: E402
 from keras_slim.core.rebuild import rebuild  # noqa: E402
-
-from keras_slim import export  # noqa: E402
+from keras_slim.zoo import data as ks_data  # noqa: E402
+from keras_slim.zoo.models import build  # noqa: E402
 
 DATASET = "fashion_mnist"
 
@@ -138,21 +131,6 @@ def _table(rows, threads):
     return "\n".join(lines)
 
 
-def versions():
-    """One line: Python, TensorFlow, Keras flavour, ai-edge-litert and core count."""
-    import ai_edge_litert
-    litert = getattr(ai_edge_litert, "__version__", None)
-    if litert is None:
-        from importlib.metadata import version
-        litert = version("ai-edge-litert")
-    return (f"Python {platform.python_version()}, TensorFlow {tf.__version__}, "
-            f"{FLAVOUR} {keras.__version__}, ai-edge-litert {litert}, "
-            f"CPU cores {os.cpu_count()}")
-
-
-_versions = versions  # the old name
-
-
 def main():
     args = _parse()
     export.errors.check_output_path(args.out, "--out")  # fail before training, not after
@@ -164,20 +142,19 @@ def main():
             rows = _rows(args, workdir)
     table = _table(rows, args.threads)
     print(table)
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     report = "\n".join([
         "# Export benchmark: vgg_small on Fashion-MNIST", "",
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
-        f"- versions: {_versions()}",
-        f"- command: `{command}`" + (" (quick: subset, not for conclusions)" if args.quick else ""),
+        f"- versions: {litert_versions()}",
+        f"- command: `{command()}`"
+        + (" (quick: subset, not for conclusions)" if args.quick else ""),
         f"- data: train take={args.train_take or 'all'}, test take={args.test_take or 'all'}, "
         f"calibration {args.calibration} samples; latency: batch 1, median of {args.runs} "
         f"runs after {args.warmup} warm-up, LiteRT interpreter (XNNPACK)",
         "- gain/FLOPs = (unpruned latency / latency) / (unpruned MACs / MACs), same mode "
         "and threads; per-operator profiles are not available from ai-edge-litert's "
         "Python API", "", table, ""])
-    with open(args.out, "w") as f:
-        f.write(report)
+    write_text(args.out, report)
     print(f"wrote {args.out}")
 
 

@@ -5,7 +5,7 @@ measures that directly: a single Conv2D(c -> c, 3x3, same) + ReLU, batch 1, 1 th
 two input sizes, exported as full-integer int8 and as float32, run with XNNPACK (LiteRT's
 CPU default) and with the builtin kernels only.
 
-    python benchmarks/litert_conv_scaling.py      # -> results/litert_conv_scaling.md
+    python -m benchmarks.litert_conv_scaling      # -> results/litert_conv_scaling.md
 """
 import argparse
 import os
@@ -14,12 +14,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
+from benchmarks.common import RESULTS, int8_units, stamp, write_text  # noqa: E402
+from benchmarks.suite_tables import table  # noqa: E402
 from keras_slim import export  # noqa: E402
 from keras_slim.compat import keras  # noqa: E402
-from suite_provenance import int8_units, stamp  # noqa: E402
-from suite_tables import table  # noqa: E402
 
 
 def conv_model(size, channels):
@@ -75,8 +73,9 @@ def markdown(results, args):
         stamp(), "", f"int8 units this CPU lists (/proc/cpuinfo): {int8_units()}.", "",
         f"Conv2D(c → c, 3x3, same) + ReLU, batch 1, 1 thread; export.benchmark_tflite, "
         f"fastest of {args.rounds} rounds' medians of {args.runs} invokes. int8: "
-        "full-integer post-training quantization (export.convert). XNNPACK is LiteRT's default CPU delegate; 'builtin' is "
-        "OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES.", "",
+        "full-integer post-training quantization (export.convert). XNNPACK is LiteRT's "
+        "default CPU delegate; 'builtin' is OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES.",
+        "",
         table(header, rows), "", *ratios, "",
         "Removing channels shortens a layer's time only where its time grows with the "
         "channels. Where a row above stays flat, pruning that layer's channels saves "
@@ -92,13 +91,12 @@ def main():
     p.add_argument("--channels", default="8,16,32,64,128")
     p.add_argument("--runs", type=int, default=100)
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--out", default=os.path.join(HERE, "results", "litert_conv_scaling.md"))
+    p.add_argument("--out", default=os.path.join(RESULTS, "litert_conv_scaling.md"))
     args = p.parse_args()
     args.sizes = [int(v) for v in args.sizes.split(",")]
     args.channels = [int(v) for v in args.channels.split(",")]
     results = measure(args.sizes, args.channels, args.runs, args.rounds)
-    with open(args.out, "w") as f:
-        f.write(markdown(results, args))
+    write_text(args.out, markdown(results, args))
     print(f"wrote {args.out}")
 
 

@@ -4,21 +4,18 @@ For each λ: sparsity training (the suite's budget: 20k Fashion-MNIST images, 3 
 the share of |γ| < 0.01, then prune t = 50% and 70% by global |γ|, rebuild (with and
 without bias compensation) and fine-tune 2 epochs, exactly as the suite's slimming rows.
 
-    python benchmarks/slimming_lambda_sweep.py     # -> results/slimming_lambda.md (~10 min)
+    python -m benchmarks.slimming_lambda_sweep     # -> results/slimming_lambda.md (~10 min)
 """
 import argparse
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import suite_runs  # noqa: E402
+from benchmarks import suite_runs  # noqa: E402
+from benchmarks.common import RESULTS, log, stamp, write_text  # noqa: E402
+from benchmarks.suite_budget import FULL, Context  # noqa: E402
+from benchmarks.suite_tables import table  # noqa: E402
 from keras_slim import slimming  # noqa: E402
-from suite_budget import FULL, Context  # noqa: E402
-from suite_log import log  # noqa: E402
-from suite_provenance import stamp  # noqa: E402
-from suite_tables import table  # noqa: E402
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def main():
@@ -28,7 +25,7 @@ def main():
     p.add_argument("--lambdas", default="0.005,0.01,0.02")
     p.add_argument("--ratios", default="0.5,0.7")
     p.add_argument("--workdir", default="/tmp/slimming_lambda_sweep")
-    p.add_argument("--out", default=os.path.join(HERE, "results", "slimming_lambda.md"))
+    p.add_argument("--out", default=os.path.join(RESULTS, "slimming_lambda.md"))
     args = p.parse_args()
     ctx = Context(FULL, args.workdir)
     rows = []
@@ -52,8 +49,7 @@ def main():
         table(["λ", "sparse model acc %", "|γ| < 0.01", "pruned t",
                "after rebuild % (bias comp. / none)", "after fine-tune %", "params"], rows),
         "", "The suite's slimming rows use the λ in benchmarks/suite_budget.py.", ""])
-    with open(args.out, "w") as f:
-        f.write(text)
+    write_text(args.out, text)
     log(f"wrote {args.out}")
 
 

@@ -1,9 +1,9 @@
 """Results and performance tables of keras-slim, from one command (issue 8).
 
-    python benchmarks/suite.py             # full: ≤ 2 h on 2 quiet cores -> results/suite.md
-    python benchmarks/suite.py --quick     # ≤ 15 min, labelled QUICK -> results/suite_quick.md
-    python benchmarks/suite.py --only rows --models vgg_small      # rerun a part
-    python benchmarks/suite.py --dataset cifar10   # online: tfds CIFAR-10 (or svhn_cropped)
+    python -m benchmarks.suite             # full: ≤ 2 h on 2 quiet cores -> results/suite.md
+    python -m benchmarks.suite --quick     # ≤ 15 min, labelled QUICK -> results/suite_quick.md
+    python -m benchmarks.suite --only rows --models vgg_small      # rerun a part
+    python -m benchmarks.suite --dataset cifar10   # online: tfds CIFAR-10 (or svhn_cropped)
 
 Parts (--only): rows (per model: baseline, Network Slimming t = 50/70%, DCE p = 0.5/0.3
 with CUCB and random policy, scratch, uniform width, tfmot magnitude pruning — accuracy,
@@ -29,18 +29,14 @@ import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import suite_analysis  # noqa: E402
-import suite_ratios  # noqa: E402
-import suite_rows  # noqa: E402
+from benchmarks import suite_analysis, suite_ratios, suite_rows  # noqa: E402
+from benchmarks.common import RESULTS, command, log, machine, timed, versions  # noqa: E402
+from benchmarks.suite_budget import DATASET, FULL, QUICK, Context  # noqa: E402
+from benchmarks.suite_plots import analysis_png  # noqa: E402
+from benchmarks.suite_tables import goals_table, table  # noqa: E402
 from keras_slim.zoo import data  # noqa: E402
-from suite_budget import DATASET, FULL, QUICK, Context  # noqa: E402
-from suite_log import log, timed  # noqa: E402
-from suite_plots import analysis_png  # noqa: E402
-from suite_provenance import command, machine, versions  # noqa: E402
-from suite_tables import goals_table, table  # noqa: E402
 
 PARTS = ("rows", "analysis", "ratios")
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def _parse():

@@ -8,12 +8,11 @@
 """
 import numpy as np
 
-from keras_slim.core import metrics
+from benchmarks import suite_runs
+from benchmarks.common import stamp
+from benchmarks.suite_tables import table
 from keras_slim import slimming
-
-import suite_runs
-from suite_provenance import stamp
-from suite_tables import table
+from keras_slim.core import metrics
 
 GAMMA_EDGES = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, np.inf)
 
@@ -82,8 +81,8 @@ def _markdown(ctx, name, data):
     peak = 0.7 <= best["p"] <= 0.9
     return "\n".join([
         f"### Network Slimming §5 analyses, {name} ({b.label} run)", "",
-        f"#### γ distribution after {b.epochs} epoch(s) of sparsity training (seed 0)", "", stamp(),
-        "", gamma, "",
+        f"#### γ distribution after {b.epochs} epoch(s) of sparsity training (seed 0)", "",
+        stamp(), "", gamma, "",
         f"Counts of all BN |γ| per bin ({name} initialises γ = "
         f"{data['gamma'][0]['initial_median']:g}). The paper's λ are 0, 1e-5, 1e-4 "
         f"for 160 epochs; {b.l1:g} is the λ of the slimming rows (short schedules need "

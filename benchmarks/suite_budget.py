@@ -8,9 +8,9 @@ The dataset is Fashion-MNIST (offline here); `suite.py --dataset cifar10` or
 """
 import dataclasses
 
-from keras_slim.zoo import data
-from keras_slim.zoo import models
+from benchmarks.common import build_model
 from keras_slim.compat import keras
+from keras_slim.zoo import data
 
 DATASET = "fashion_mnist"  # the default; Budget.dataset overrides it
 
@@ -72,8 +72,7 @@ class Context:
         self.memo = {}  # training runs shared by the parts (see suite_runs)
 
     def build(self, name, **kwargs):
-        return models.build(name, input_shape=self.info.input_shape,
-                            num_classes=self.info.num_classes, **kwargs)
+        return build_model(name, self.info, **kwargs)
 
     def builder(self, name):
         return lambda: self.build(name)

@@ -10,7 +10,7 @@ def analysis_png(data, path, title):
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    from suite_analysis import GAMMA_EDGES
+    from benchmarks.suite_analysis import GAMMA_EDGES
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     curve = [r for r in data["t_curve"] if r["after"] is not None]
     t = [100 * r["t"] for r in curve]

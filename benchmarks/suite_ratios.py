@@ -3,30 +3,27 @@ scripts (benchmarks/slimming_step_time.py, benchmarks/dce_step_time.py: interlea
 rounds on the same batches, ratio of the fastest rounds' step times), run as child processes so
 each starts from a fresh TensorFlow runtime; their printed figures are parsed here.
 """
-import os
 import re
 import subprocess
-import sys
 
-from suite_provenance import stamp
-from suite_tables import goal, goals_table, table
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-DCE_GOALS = {"gated p=1.0 (compact)": 1.10, "gated p=0.5 (compact)": 0.60}
+from benchmarks.common import child_env, module_command, stamp
+from benchmarks.dce_step_time import GOALS as DCE_GOALS
+from benchmarks.suite_tables import goal, goals_table, table
 
 
 def _run(script, name, budget, log):
-    cmd = [sys.executable, os.path.join(HERE, script), "--model", name,
-           "--steps", str(budget.step_time_steps), "--rounds", str(budget.step_time_rounds)]
-    log(f"ratios: {' '.join(os.path.basename(c) if c.endswith('.py') else c for c in cmd)}")
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    cmd = module_command(script, "--model", name, "--steps", str(budget.step_time_steps),
+                         "--rounds", str(budget.step_time_rounds))
+    command = "python " + " ".join(cmd[1:])
+    log(f"ratios: {command}")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=child_env())
     if out.returncode:
-        raise RuntimeError(f"{script} failed ({out.returncode}):\n{out.stderr[-3000:]}")
-    return out.stdout, "python benchmarks/" + script + " " + " ".join(cmd[2:])
+        raise RuntimeError(f"{script}.py failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return out.stdout, command
 
 
 def slimming_ratio(name, budget, log):
-    stdout, command = _run("slimming_step_time.py", name, budget, log)
+    stdout, command = _run("slimming_step_time", name, budget, log)
     m = re.search(r"plain BN ([\d.]+) ms/step, SlimBN ([\d.]+) ms/step, ratio ([\d.]+)",
                   stdout)
     if not m:
@@ -37,7 +34,7 @@ def slimming_ratio(name, budget, log):
 
 
 def dce_ratios(name, budget, log):
-    stdout, command = _run("dce_step_time.py", name, budget, log)
+    stdout, command = _run("dce_step_time", name, budget, log)
     rows = [[m.group(1), float(m.group(2)), float(m.group(3))] for m in re.finditer(
         r"^\| (plain|gated [^|]+?) \| ([\d.]+) \| ([\d.]+) \|", stdout, re.MULTILINE)]
     if not rows:

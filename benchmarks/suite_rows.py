@@ -3,16 +3,15 @@ uniform width and tfmot rows, each with accuracy, params, MACs, int8 size and la
 """
 import os
 
-from keras_slim.core import metrics
+from benchmarks import suite_runs
+from benchmarks.common import int8_units, stamp
+from benchmarks.suite_deploy import (export_float32, export_int8, int8_accuracy, latencies,
+                                     sizes, tflite_name)
+from benchmarks.suite_tables import goal, goals_table, mean_std, pct, table
+from benchmarks.suite_tfmot import run_tfmot_row
+from benchmarks.suite_width import uniform_width
 from keras_slim import slimming
-
-import suite_runs
-from suite_deploy import (export_float32, export_int8, int8_accuracy, latencies, sizes,
-                          tflite_name)
-from suite_provenance import int8_units, stamp
-from suite_tables import goal, goals_table, mean_std, pct, table
-from suite_tfmot import run_tfmot_row
-from suite_width import uniform_width
+from keras_slim.core import metrics
 
 POLICIES = ("cucb", "random")
 
@@ -240,7 +239,7 @@ def _markdown(ctx, name, rows, goals, gain_lines):
                "int8 builtin latency gain (/ FLOPs red.)",
                "float32 XNNPACK latency gain (/ FLOPs red.)"], gain_lines), "",
         f"int8 units this CPU lists: {int8_units()}. On the CPU of "
-        "results/litert_conv_scaling.md (`python benchmarks/litert_conv_scaling.py`), one "
+        "results/litert_conv_scaling.md (`python -m benchmarks.litert_conv_scaling`), one "
         "XNNPACK int8 3x3 convolution took about the same time at 8 to 64 channels, while "
         "the builtin int8 kernels and XNNPACK float32 grew with the channels; where that "
         "holds, removing channels of the narrow layers saves little XNNPACK int8 time. "

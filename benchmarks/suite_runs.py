@@ -6,12 +6,11 @@ alone (suite.py --only) trains what it needs itself, with the same settings.
 """
 import time
 
+from benchmarks.common import accuracy, cosine_compile
+from benchmarks.dce_fashion_mnist import baseline_row, dce_row
 from keras_slim import slimming
 from keras_slim.compat import keras
 from keras_slim.slimming.pipeline import default_compile, finetune, prune, sparsity_train
-
-from dce_fashion_mnist import accuracy, baseline_row, dce_row
-from slimming_fashion_mnist import cosine_compile
 
 
 def _cached(ctx, key, make):

@@ -11,7 +11,7 @@ prune_low_magnitude every Conv2D / Dense kernel (PolynomialDecay 0 → s over th
 strip_pruning, int8 post-training quantization. s is chosen so that the non-zero
 parameter count equals a given target (the slimming-70% model's parameter count).
 
-    TF_USE_LEGACY_KERAS=1 python benchmarks/suite_tfmot.py --model vgg_small \
+    TF_USE_LEGACY_KERAS=1 python -m benchmarks.suite_tfmot --model vgg_small \
         --budget '{...}' --initial w.npz --target_params 28000 --out row.json --tflite m.tflite \
         --tflite_float32 m_float32.tflite
 """
@@ -26,6 +26,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+
+from benchmarks.common import child_env, module_command  # noqa: E402
 
 
 def save_initial(model, weights, path):
@@ -42,13 +44,12 @@ def run_tfmot_row(ctx, name, seed, target_params, workdir, tflite_path, float_pa
     initial = os.path.join(workdir, f"{name}_seed{seed}_initial.npz")
     save_initial(ctx.build(name), ctx.initial(name, seed), initial)
     out = os.path.join(workdir, f"{name}_tfmot.json")
-    cmd = [sys.executable, os.path.abspath(__file__), "--model", name,
-           "--budget", json.dumps(dataclasses.asdict(ctx.budget)), "--initial", initial,
-           "--target_params", str(int(target_params)), "--seed", str(seed),
-           "--workdir", workdir, "--out", out, "--tflite", tflite_path,
-           "--tflite_float32", float_path]
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
-    subprocess.run(cmd, env=env, check=True)
+    cmd = module_command("suite_tfmot", "--model", name,
+                         "--budget", json.dumps(dataclasses.asdict(ctx.budget)),
+                         "--initial", initial, "--target_params", str(int(target_params)),
+                         "--seed", str(seed), "--workdir", workdir, "--out", out,
+                         "--tflite", tflite_path, "--tflite_float32", float_path)
+    subprocess.run(cmd, env=child_env(TF_USE_LEGACY_KERAS="1"), check=True)
     with open(out) as f:
         return json.load(f)
 
@@ -91,15 +92,14 @@ def main():
     parser.add_argument("--tflite_float32", required=True)
     args = parser.parse_args()
 
-    from keras_slim.core import metrics
-    from keras_slim.compat import FLAVOUR, LEGACY_KERAS, keras
-    from keras_slim.slimming.pipeline import default_compile
     import tensorflow_model_optimization as tfmot
-    from dce_fashion_mnist import accuracy
-    from slimming_fashion_mnist import cosine_compile
-    from suite_budget import Budget, Context
-    from suite_deploy import export_float32, export_int8
-    from suite_log import log
+
+    from benchmarks.common import accuracy, cosine_compile, log
+    from benchmarks.suite_budget import Budget, Context
+    from benchmarks.suite_deploy import export_float32, export_int8
+    from keras_slim.compat import FLAVOUR, LEGACY_KERAS, keras
+    from keras_slim.core import metrics
+    from keras_slim.slimming.pipeline import default_compile
 
     if not LEGACY_KERAS:
         sys.exit("suite_tfmot.py needs TF_USE_LEGACY_KERAS=1 (tfmot wraps tf_keras only).")

@@ -6,19 +6,12 @@ import sys
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
-                                "benchmarks"))
-
-import suite  # noqa: E402
-import suite_budget  # noqa: E402
-import suite_rows  # noqa: E402
-import suite_tables  # noqa: E402
-from suite_deploy import latencies  # noqa: E402
-from suite_provenance import int8_units  # noqa: E402
-from suite_tables import goal, goals_table, pct  # noqa: E402
-
-from keras_slim import export  # noqa: E402
-from keras_slim.compat import keras  # noqa: E402
+from benchmarks import suite, suite_budget, suite_rows, suite_tables
+from benchmarks.common import int8_units
+from benchmarks.suite_deploy import latencies
+from benchmarks.suite_tables import goal, goals_table, pct
+from keras_slim import export
+from keras_slim.compat import keras
 
 
 def _row(name, macs, ms, builtin_ms, float_ms, accuracy, size_kb=100.0, **extra):
