@@ -137,8 +137,9 @@ def run_dce(model, train_data, fraction=0.5, epochs=1, finetune_epochs=1,
                    steps_per_epoch) if epochs else None
     callback.all_on()
     plain = strip_gates(gated)
-    plan = dce_plan(callback, plain, keep_fraction, round_to=round_to)
-    compact = rebuild(plain, plan)
+    graph = ChannelGraph(plain)  # one analysis for plan and rebuild
+    plan = dce_plan(callback, plain, keep_fraction, round_to=round_to, graph=graph)
+    compact = rebuild(plain, plan, graph=graph)
     compact.compile(optimizer=_fresh_optimizer(optimizer), loss=loss, metrics=metrics)
     finetune = _fit(compact, train_data, finetune_epochs, batch_size, None, verbose,
                     steps_per_epoch) if finetune_epochs else None

@@ -31,14 +31,15 @@ def sparsity_train(model, train_data, epochs, l1=1e-4, compile_fn=default_compil
     return slim, history.history
 
 
-def prune(model, ratio, scope="global", compensate=True, **plan_kwargs):
+def prune(model, ratio, scope="global", compensate=True, graph=None, **plan_kwargs):
     """γ plan at `ratio` and the rebuilt model; returns (model, plan, report), the model
     analysed once for all three.
 
     With compensate=True the removed channels, whose γ sparsity training made small,
     are taken to emit act(β) and folded into their consumers (see rebuild).
+    graph: the model's ChannelGraph if the caller has one.
     """
-    graph = ChannelGraph(model)
+    graph = graph if graph is not None else ChannelGraph(model)
     pruned, plan = criteria.prune(model, "bn_gamma", ratio, compensate=compensate,
                                   graph=graph, scope=scope, **plan_kwargs)
     return pruned, plan, metrics.compare(metrics.profile(graph), pruned)
@@ -93,11 +94,12 @@ def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio,
                                     gamma_log_dir=gamma_log_dir)
         result.histories.append(("sparsity", hist))
         result.sparsity.append(slimming.sparsity_summary(slim))
-        pruned, plan, report = prune(slim, ratio, scope, **plan_kwargs)
+        graph = ChannelGraph(slim)  # one analysis for plan, rebuilds and report
+        pruned, plan, report = prune(slim, ratio, scope, graph=graph, **plan_kwargs)
         result.plans.append(plan)
         result.reports.append(report)
         if validation_data is not None:
-            plain = rebuild(slim, plan, compensate=False)  # the NS reference repo's way
+            plain = rebuild(slim, plan, compensate=False, graph=graph)  # the NS repo's way
             result.after_rebuild.append({
                 "compensated": _accuracy(pruned, validation_data, compile_fn),
                 "uncompensated": _accuracy(plain, validation_data, compile_fn)})
