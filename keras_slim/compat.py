@@ -260,13 +260,18 @@ def _keep_synchronized(model, config):
 
 def model_from_config(model, config, what="rebuilding"):
     """A new Functional/Sequential model from an edited config of `model`."""
+    from keras_slim.core.walk import iter_layers
+
     drop_build_configs(config)
     if LEGACY_KERAS:
         _keep_synchronized(model, config)
+    # The model's own classes, so unregistered ones (tf_keras ConvNeXt's LayerScale)
+    # deserialize too.
+    custom = {type(layer).__name__: type(layer) for _, layer in iter_layers(model)}
     try:
         if isinstance(model, keras.Sequential):
-            return type(model).from_config(config)
-        return keras.Model.from_config(config)
+            return type(model).from_config(config, custom_objects=custom)
+        return keras.Model.from_config(config, custom_objects=custom)
     except Exception as e:  # a config edit Keras rejects is our bug: say where
         raise GraphError(f"{what} model {model.name!r} from its edited config "
                          f"failed: {e}") from e
