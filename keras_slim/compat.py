@@ -265,9 +265,10 @@ def model_from_config(model, config, what="rebuilding"):
     drop_build_configs(config)
     if LEGACY_KERAS:
         _keep_synchronized(model, config)
-    # The model's own classes, so unregistered ones (tf_keras ConvNeXt's LayerScale)
-    # deserialize too.
-    custom = {type(layer).__name__: type(layer) for _, layer in iter_layers(model)}
+    # tf_keras: the model's own classes, so unregistered ones (ConvNeXt's LayerScale)
+    # deserialize too. Not in Keras 3, where a layer class "Add" would shadow the op "Add".
+    custom = {type(layer).__name__: type(layer) for _, layer in iter_layers(model)} \
+        if LEGACY_KERAS else None
     try:
         if isinstance(model, keras.Sequential):
             return type(model).from_config(config, custom_objects=custom)
