@@ -461,3 +461,17 @@ def _all_layers(model):
             yield from _all_layers(layer)
         else:
             yield layer
+
+
+def randomize_bn(model, seed=0):
+    """Random BN statistics and affine weights (nested models too): fresh BN (γ=1, β=0,
+    μ=0, σ²=1) hides slicing mistakes, so make every channel distinct."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            randomize_bn(layer, seed)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(w.dtype) if i == len(
+                layer.weights) - 1 else rng.normal(0, 0.2, w.shape).astype(w.dtype)
+                for i, w in enumerate(layer.get_weights())])
+    return model

@@ -13,7 +13,7 @@ from keras_slim.core.equivalence import check_equivalence
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.rebuild import mask, rebuild
 from keras_slim.export import convert
-from tests.test_rebuild_zoo import _randomize_bn
+from graphgen import randomize_bn
 
 # Every public constructor: a capitalised callable of keras.applications that builds a model.
 CONSTRUCTORS = sorted(name for name, fn in vars(keras.applications).items()
@@ -41,7 +41,7 @@ def test_the_fast_set_is_in_the_enumeration():
                                   for n in CONSTRUCTORS])
 def test_keras_application_prunes_and_converts(name):
     model, size = _build(name)
-    _randomize_bn(model)
+    randomize_bn(model)
     before = [w.copy() for w in model.get_weights()]
     graph = ChannelGraph(model)
     plan = criterion_plan(graph, "random", 0.4)

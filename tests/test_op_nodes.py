@@ -15,7 +15,7 @@ from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.metrics import profile
 from keras_slim.core.plan import plan_from_scores, random_plan
 from keras_slim.core.rebuild import mask, rebuild
-from tests.graphgen import randomize_weights
+from graphgen import randomize_weights
 
 L = keras.layers
 if KERAS3:
