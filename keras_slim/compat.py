@@ -171,6 +171,13 @@ def call_arguments(layer_config):
     return [TensorArg(i) for i in range(len(node))], kwargs
 
 
+def _numeric(value):
+    try:
+        return np.asarray(value).dtype.kind in "fiub"
+    except ValueError:  # ragged
+        return False
+
+
 def map_call_constants(layer_config, fn):
     """Replace every constant array of an operation's recorded call by fn(array) in the
     config itself (e.g. to slice a per-channel constant). fn returns an array or None
@@ -180,19 +187,22 @@ def map_call_constants(layer_config, fn):
         return value if array is None else np.asarray(array).tolist()
 
     node = layer_config["inbound_nodes"][0]
-    if isinstance(node, dict):  # Keras 3: {"class_name": "__numpy__", "config": {"value"}}
-        def walk(value):
+    if isinstance(node, dict):  # Keras 3: {"class_name": "__numpy__", …} or a plain list
+        def rewrite(value):
             if isinstance(value, dict):
                 if value.get("class_name") == "__numpy__":
                     value["config"]["value"] = edit(value["config"]["value"])
-                else:
-                    for v in value.values():
-                        walk(v)
-            elif isinstance(value, (list, tuple)):
-                for v in value:
-                    walk(v)
-        walk(node.get("args", []))
-        walk(node.get("kwargs", {}))
+                    return value
+                if value.get("class_name") == "__keras_tensor__":
+                    return value
+                return {k: rewrite(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                if value and _numeric(value):
+                    return edit(value)
+                return type(value)(rewrite(v) for v in value)
+            return value
+        node["args"] = rewrite(node.get("args", []))
+        node["kwargs"] = rewrite(node.get("kwargs", {}))
         return
     node = _tf_node(node)
     kwargs = node[0][3] if len(node[0]) > 3 else {}
