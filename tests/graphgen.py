@@ -23,9 +23,9 @@ ACTIVATIONS), residual (Add / Subtract / Average / Maximum; 1x1-conv or ChannelZ
 shortcut when the width changes), concat (two convs, or DenseNet-style input + conv), SE,
 depthwise, separable, pooling, ZeroPadding2D, dropout, operation nodes ("ops": x * a + b,
 hard-swish, an SE gate multiplied in as a tensor, a spatial pad, a per-channel constant,
-a spatial mean), nested (functional or Sequential
-sub-model, or a functional sub-model around another block). Heads: GAP -> Dense, spatial mean op -> Dense, or
-Flatten -> Dense -> optional BN -> activation -> Dense.
+a spatial mean), nested (functional or Sequential sub-model, or a functional sub-model
+around another block). Heads: GAP -> Dense, a spatial-mean op -> Dense, or Flatten ->
+Dense -> optional BN -> activation -> Dense.
 """
 import numpy as np
 
