@@ -11,6 +11,8 @@ A rule answers, for one layer call:
 
 A new layer type is one entry in RULES. A type with no entry becomes a barrier (its
 channels stay, with a warning), which is always safe; Lambda is refused outright.
+Operation nodes (x + 3, keras.ops.pad, tf_keras TFOpLambda) have their rules in
+op_rules.py, merged into RULES under "ops.<OpClass>" / "tf.<function>" (see kind_of).
 """
 import numpy as np
 
