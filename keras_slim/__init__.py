@@ -46,6 +46,8 @@ _API = {
     "format_report": "keras_slim.core.metrics",
     "register_rule": "keras_slim.core.rules",
     "rule_for": "keras_slim.core.rules",
+    "Rule": "keras_slim.core.rules",
+    "RULE_KINDS": "keras_slim.core.rules",
     "load_model": "keras_slim.serialization",
     "keras_slim_objects": "keras_slim.serialization",
     # Network Slimming

@@ -9,6 +9,7 @@ import os
 # Keras 3 can run on other backends; this library's training steps are TensorFlow.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 # Same values TensorFlow accepts for the switch, so tf.keras and we always agree.
@@ -77,6 +78,23 @@ def _history_refs(value):
     return []
 
 
+def _is_tf_ref(value):
+    """A tf_keras tensor reference inside call kwargs: [layer name, node, tensor]."""
+    return isinstance(value, (list, tuple)) and len(value) == 3 and isinstance(value[0], str) \
+        and all(isinstance(v, int) for v in value[1:])
+
+
+def _is_tf_op_layer(layer_config):
+    """tf_keras records `tf.*` calls on symbolic tensors (x + 3, tf.pad …) as op layers
+    whose tensors may come as keyword arguments (x * y: {"y": ref})."""
+    return "tf_op_layer" in (layer_config.get("module") or "")
+
+
+def is_operation_entry(layer_config):
+    """A Keras 3 operation node (x + 3, keras.ops.pad …): in the config, not a layer."""
+    return (layer_config.get("module") or "").startswith("keras.src.ops")
+
+
 def inbound_calls(layer_config):
     """Per call of a layer in a functional config: its input tensors as
     [(producer_layer_name, tensor_index)], in argument order."""
@@ -88,16 +106,122 @@ def inbound_calls(layer_config):
                 raise GraphError(f"layer {layer_config['config']['name']!r} takes a tensor as "
                                  "a keyword argument (e.g. mask=); that is not supported.")
         else:  # tf_keras: [[name, node_index, tensor_index, kwargs], ...]
+            node = _tf_node(node)
             refs = [(entry[0], entry[2]) for entry in node]
             for entry in node:
                 kwargs = entry[3] if len(entry) > 3 else {}
-                if any(isinstance(v, (list, tuple)) and v and isinstance(v[0], str)
-                       for v in kwargs.values()):
+                tensors = [v for v in kwargs.values() if _is_tf_ref(v)]
+                if _is_tf_op_layer(layer_config):
+                    refs += [(v[0], v[2]) for v in tensors]
+                elif any(isinstance(v, (list, tuple)) and v and isinstance(v[0], str)
+                         for v in kwargs.values()):
                     raise GraphError(f"layer {layer_config['config']['name']!r} takes a "
                                      "tensor as a keyword argument (e.g. mask=); that is "
                                      "not supported.")
         calls.append(refs)
     return calls
+
+
+def _tf_node(node):
+    """tf_keras writes an op layer's one-input node flat: [name, node, tensor, kwargs]."""
+    return [node] if node and isinstance(node[0], str) else node
+
+
+class TensorArg:
+    """Placeholder for the i-th input tensor in an operation's recorded call."""
+
+    def __init__(self, index):
+        self.index = index
+
+    def __repr__(self):
+        return f"TensorArg({self.index})"
+
+
+def _k3_arg(value, counter):
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            counter.append(None)
+            return TensorArg(len(counter) - 1)
+        if value.get("class_name") == "__numpy__":
+            return np.asarray(value["config"]["value"], dtype=value["config"].get("dtype"))
+        return {k: _k3_arg(v, counter) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_k3_arg(v, counter) for v in value]
+    return value
+
+
+def call_arguments(layer_config):
+    """(args, kwargs) of the one recorded call of an operation node / tf_keras op layer,
+    tensors replaced by TensorArg(i) (i: position among the inputs), constant arrays as
+    numpy arrays."""
+    node = layer_config["inbound_nodes"][0]
+    if isinstance(node, dict):  # Keras 3
+        counter = []
+        return _k3_arg(node.get("args", []), counter), _k3_arg(node.get("kwargs", {}), counter)
+    node = _tf_node(node)
+    first = node[0]
+    kwargs, n = {}, len(node)
+    for key, value in (first[3] if len(first) > 3 else {}).items():
+        if _is_tf_ref(value):
+            kwargs[key], n = TensorArg(n), n + 1
+        elif isinstance(value, list) and value and not isinstance(value[0], str):
+            kwargs[key] = np.asarray(value)
+        else:
+            kwargs[key] = value
+    return [TensorArg(i) for i in range(len(node))], kwargs
+
+
+def _numeric(value):
+    try:
+        return np.asarray(value).dtype.kind in "fiub"
+    except ValueError:  # ragged
+        return False
+
+
+def map_call_constants(layer_config, fn):
+    """Replace every constant array of an operation's recorded call by fn(array) in the
+    config itself (e.g. to slice a per-channel constant). fn returns an array or None
+    (unchanged)."""
+    def edit(value):
+        array = fn(np.asarray(value))
+        return value if array is None else np.asarray(array).tolist()
+
+    node = layer_config["inbound_nodes"][0]
+    if isinstance(node, dict):  # Keras 3: {"class_name": "__numpy__", …} or a plain list
+        def rewrite(value):
+            if isinstance(value, dict):
+                if value.get("class_name") == "__numpy__":
+                    value["config"]["value"] = edit(value["config"]["value"])
+                    return value
+                if value.get("class_name") == "__keras_tensor__":
+                    return value
+                return {k: rewrite(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                if value and _numeric(value):
+                    return edit(value)
+                return type(value)(rewrite(v) for v in value)
+            return value
+        node["args"] = rewrite(node.get("args", []))
+        node["kwargs"] = rewrite(node.get("kwargs", {}))
+        return
+    node = _tf_node(node)
+    kwargs = node[0][3] if len(node[0]) > 3 else {}
+    for key, value in kwargs.items():
+        if isinstance(value, list) and value and not isinstance(value[0], str):
+            kwargs[key] = edit(value)
+
+
+def operations_by_name(model):
+    """Name -> layer or operation node of a functional model (Keras 3 op nodes are not
+    layers, so get_layer cannot find them)."""
+    if LEGACY_KERAS:
+        return {layer.name: layer for layer in model.layers}
+    return {op.name: op for op in model.operations}
+
+
+def weights_of(node):
+    """A layer's weights as arrays; an operation node has none."""
+    return [np.asarray(w) for w in node.get_weights()] if hasattr(node, "get_weights") else []
 
 
 def io_refs(refs):
@@ -146,13 +270,19 @@ def _keep_synchronized(model, config):
 
 def model_from_config(model, config, what="rebuilding"):
     """A new Functional/Sequential model from an edited config of `model`."""
+    from keras_slim.core.walk import iter_layers
+
     drop_build_configs(config)
     if LEGACY_KERAS:
         _keep_synchronized(model, config)
+    # tf_keras: the model's own classes, so unregistered ones (ConvNeXt's LayerScale)
+    # deserialize too. Not in Keras 3, where a layer class "Add" would shadow the op "Add".
+    custom = {type(layer).__name__: type(layer) for _, layer in iter_layers(model)} \
+        if LEGACY_KERAS else None
     try:
         if isinstance(model, keras.Sequential):
-            return type(model).from_config(config)
-        return keras.Model.from_config(config)
+            return type(model).from_config(config, custom_objects=custom)
+        return keras.Model.from_config(config, custom_objects=custom)
     except Exception as e:  # a config edit Keras rejects is our bug: say where
         raise GraphError(f"{what} model {model.name!r} from its edited config "
                          f"failed: {e}") from e

@@ -21,13 +21,15 @@ a failure points at the block type. Recipes stay small: a model builds in ~0.1 s
 Block kinds: conv chains (Conv2D k 1/3, same/valid, bias or not, optional BN, one of
 ACTIVATIONS), residual (Add / Subtract / Average / Maximum; 1x1-conv or ChannelZeroPad
 shortcut when the width changes), concat (two convs, or DenseNet-style input + conv), SE,
-depthwise, separable, pooling, ZeroPadding2D, dropout, nested (functional or Sequential
-sub-model, or a functional sub-model around another block). Heads: GAP -> Dense, or
-Flatten -> Dense -> optional BN -> activation -> Dense.
+depthwise, separable, pooling, ZeroPadding2D, dropout, operation nodes ("ops": x * a + b,
+hard-swish, an SE gate multiplied in as a tensor, a spatial pad, a per-channel constant,
+a spatial mean), nested (functional or Sequential sub-model, or a functional sub-model
+around another block). Heads: GAP -> Dense, a spatial-mean op -> Dense, or Flatten ->
+Dense -> optional BN -> activation -> Dense.
 """
 import numpy as np
 
-from keras_slim.compat import keras
+from keras_slim.compat import KERAS3, keras
 
 WIDTHS = (8, 4, 12, 16)
 INPUT_SHAPES = ((8, 8, 3), (12, 12, 1))
@@ -37,7 +39,10 @@ ACTIVATIONS = ("relu", "none", "act_relu", "swish", "tanh", "sigmoid", "leaky", 
                "elu")
 # "conv" listed twice: it is the most common block of a real CNN.
 BLOCKS = ("conv", "residual", "concat", "se", "depthwise", "separable", "pool", "zeropad",
-          "dropout", "nested", "conv")
+          "dropout", "nested", "conv", "ops", "ops")
+# Operation nodes (Keras 3 ops / tf_keras op layers) applied to symbolic tensors.
+OP_STYLES = ("scalar", "gate", "pad", "const", "mean")
+SCALAR_FORMS = ("affine", "sub_div", "hswish", "hsigmoid", "clip")
 MERGES = ("add", "add", "add", "subtract", "average", "maximum")
 
 
@@ -89,7 +94,7 @@ def _conv_spec(src, size):
     return spec
 
 
-NESTED_BODIES = ("conv", "residual", "se", "concat", "nested")
+NESTED_BODIES = ("conv", "residual", "se", "concat", "ops", "nested")
 
 
 def random_block(src, kind, size, depth=0):
@@ -133,6 +138,16 @@ def random_block(src, kind, size, depth=0):
         return {"pad": 1}, size + 2
     if kind == "dropout":
         return {"type": src.pick(("dropout", "spatial"))}, size
+    if kind == "ops":
+        style = src.pick(OP_STYLES)
+        p = {"style": style, "form": src.pick(SCALAR_FORMS), "a": src.pick((0.5, 2.0, -1.0)),
+             "b": src.pick((3.0, -0.5)), "gate": src.pick(("plain", "conv", "conv")),
+             "reduce": src.pick((2, 4)), "gate_first": src.pick((False, True)),
+             "pad": [src.integer(0, 2), src.integer(0, 2)], "keepdims": True,
+             "op": src.pick(("add", "multiply")), "seed": src.integer(0, 2 ** 16)}
+        if style == "pad":
+            return p, size + 2 * min(p["pad"])
+        return p, (1 if style == "mean" else size)
     if kind == "nested":
         # functional / Sequential conv chain, or a functional model around another block
         # (itself possibly nested once more).
@@ -151,8 +166,9 @@ def random_block(src, kind, size, depth=0):
 
 def random_head(src):
     src = _source(src)
-    if src.pick(("gap", "flatten")) == "gap":
-        return {"type": "gap"}
+    kind = src.pick(("gap", "flatten", "ops_mean"))
+    if kind != "flatten":
+        return {"type": kind}
     return {"type": "flatten", "hidden": src.pick(WIDTHS), "bn": src.pick((True, False)),
             "act": src.pick(ACTIVATIONS)}
 
@@ -198,9 +214,58 @@ def random_cnn(draw_or_rng=0, **kwargs):
 
 
 # --- building ----------------------------------------------------------------------------
+def _op_functions():
+    """The same operations on symbolic tensors in each flavour: keras.ops (Keras 3 op
+    nodes) or tf functions (tf_keras TFOpLambda layers)."""
+    if KERAS3:
+        o = keras.ops
+        return {"relu6": o.relu6, "sigmoid": o.sigmoid, "clip": o.clip,
+                "pad": lambda x, widths: o.pad(x, widths),
+                "mean": lambda x, axis, keepdims: o.mean(x, axis=axis, keepdims=keepdims)}
+    import tensorflow as tf
+    return {"relu6": tf.nn.relu6, "sigmoid": tf.math.sigmoid, "clip": tf.clip_by_value,
+            "pad": lambda x, widths: tf.pad(x, widths),
+            "mean": lambda x, axis, keepdims: tf.reduce_mean(x, axis=axis, keepdims=keepdims)}
+
+
 class _Builder:
     def __init__(self):
         self.layers = keras.layers
+        self.ops = _op_functions()
+
+    def op_block(self, x, p, name):
+        """Scalar arithmetic, hard-swish, an SE gate of shape (B,1,1,C) multiplied in,
+        a spatial pad, a per-channel constant, a spatial mean (keepdims)."""
+        L, o, style = self.layers, self.ops, p["style"]
+        channels = int(x.shape[-1])
+        hsigmoid = lambda t: o["relu6"](t + 3.0) * (1.0 / 6.0)  # noqa: E731
+        if style == "scalar":
+            form = p["form"]
+            if form == "affine":
+                return x * p["a"] + p["b"]
+            if form == "sub_div":
+                return (x - p["b"]) / p["a"]
+            if form == "hswish":
+                return x * hsigmoid(x)
+            if form == "hsigmoid":
+                return hsigmoid(x)
+            return o["clip"](x, -1.0, 2.0)
+        if style == "gate":
+            g = o["mean"](x, [1, 2], True)
+            if p["gate"] == "conv":  # MobileNetV3's squeeze-excite
+                g = L.Conv2D(p["reduce"], 1, activation="relu", name=name + "_reduce")(g)
+                g = L.Conv2D(channels, 1, name=name + "_expand")(g)
+                g = hsigmoid(g)
+            else:
+                g = o["sigmoid"](g)
+            return g * x if p["gate_first"] else x * g
+        if style == "pad":
+            a, b = p["pad"]
+            return o["pad"](x, [[0, 0], [a, a], [b, b], [0, 0]])
+        if style == "const":
+            c = np.random.default_rng(p["seed"]).normal(size=channels).astype(np.float32)
+            return x + c if p["op"] == "add" else x * c
+        return o["mean"](x, [1, 2], p["keepdims"])
 
     def act(self, x, kind, name):
         if kind == "none":
@@ -238,6 +303,8 @@ class _Builder:
         channels = int(x.shape[-1])
         if kind == "conv":
             return self.conv_bn_act(x, p, name)
+        if kind == "ops":
+            return self.op_block(x, p, name)
         if kind == "residual":
             w = p["width"]
             y = L.Conv2D(w, 3, padding="same", use_bias=p["bias"], name=name + "_conv1")(x)
@@ -327,6 +394,8 @@ class _Builder:
         L = self.layers
         if p["type"] == "gap":
             x = L.GlobalAveragePooling2D(name="head_gap")(x)
+        elif p["type"] == "ops_mean":
+            x = self.ops["mean"](x, [1, 2], False)
         else:
             x = L.Flatten(name="head_flatten")(x)
             x = L.Dense(p["hidden"], name="head_hidden")(x)
@@ -392,3 +461,17 @@ def _all_layers(model):
             yield from _all_layers(layer)
         else:
             yield layer
+
+
+def randomize_bn(model, seed=0):
+    """Random BN statistics and affine weights (nested models too): fresh BN (γ=1, β=0,
+    μ=0, σ²=1) hides slicing mistakes, so make every channel distinct."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            randomize_bn(layer, seed)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(w.dtype) if i == len(
+                layer.weights) - 1 else rng.normal(0, 0.2, w.shape).astype(w.dtype)
+                for i, w in enumerate(layer.get_weights())])
+    return model

@@ -15,7 +15,8 @@ import pytest
 from keras_slim.compat import keras
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REGISTRY = {os.path.join("keras_slim", "core", "rules.py")}
+REGISTRY = {os.path.join("keras_slim", "core", "rules.py"),
+            os.path.join("keras_slim", "core", "op_rules.py")}
 # Fragments of layer class names that a prefix/suffix test would use.
 NAME_FRAGMENTS = ("Conv", "Depthwise", "Separable", "Transpose", "Pooling", "Normalization",
                   "Dense", "Dropout", "Padding")

@@ -2,7 +2,7 @@
 mask(model, plan) computes, for any graph tests/graphgen.py can draw.
 
 KS_GRAPH_EXAMPLES sets the number of hypothesis examples of the fast property test
-(default 15); the `slow` one runs 300 (`python -m pytest tests/test_random_graphs.py -m slow`).
+(default 15); the `slow` one runs 500 (`python -m pytest tests/test_random_graphs.py -m slow`).
 """
 import os
 
@@ -17,12 +17,12 @@ from keras_slim.core.equivalence import check_equivalence
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.rebuild import mask, rebuild
 
-from graphgen import (ACTIVATIONS, MERGES, build_from_recipe, cnn_recipes, random_block,
-                      random_head, randomize_weights)
+from graphgen import (ACTIVATIONS, MERGES, OP_STYLES, SCALAR_FORMS, build_from_recipe,
+                      cnn_recipes, random_block, random_head, randomize_weights)
 
 TOLERANCE = 1e-4
 EXAMPLES = int(os.environ.get("KS_GRAPH_EXAMPLES", "15"))
-SLOW_EXAMPLES = 300
+SLOW_EXAMPLES = 500
 HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 
 ratios = st.floats(0.0, 0.9, exclude_max=True, allow_nan=False)
@@ -154,10 +154,30 @@ def _check_cases(recipe, cases=CASES):
 
 
 @pytest.mark.parametrize("kind", ["conv", "residual", "concat", "se", "depthwise",
-                                  "separable", "pool", "zeropad", "dropout", "nested"])
+                                  "separable", "pool", "zeropad", "dropout", "ops", "nested"])
 def test_block_type(kind):
     for params in _all_params(kind):
         _check_cases(_recipe([dict(params, kind=kind)]), cases=[(0.6, 1, 0)])
+
+
+@pytest.mark.parametrize("style", OP_STYLES)
+def test_operation_nodes(style):
+    # Keras 3 op nodes / tf_keras op layers: scalar arithmetic (every form), an SE gate
+    # multiplied in as a (B,1,1,C) tensor, a spatial pad, a per-channel constant, a mean;
+    # with BN gammas 0 so constants are carried through the ops and folded.
+    conv = {"kind": "conv", "width": 8, "k": 3, "padding": "same", "bias": False,
+            "bn": True, "act": "relu"}
+    base = random_block(np.random.default_rng(0), "ops", 8)[0]
+    variants = [dict(base, style=style, form=form, gate=gate, gate_first=first,
+                     op=("add", "multiply")[n % 2], pad=[n % 3, 1])
+                for n, (form, gate, first) in enumerate(zip(
+                    SCALAR_FORMS, ("plain", "conv") * 3, (False, True) * 3))]
+    if style not in ("scalar", "gate"):
+        variants = variants[:2]
+    for p in variants:
+        blocks = [dict(p, kind="ops"), conv, dict(p, kind="ops", style="scalar")]
+        recipe = dict(_recipe(blocks, head={"type": "ops_mean"}), zero_gamma=True)
+        _check_cases(recipe, cases=[(0.6, 1, 0)])
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS)

@@ -11,21 +11,10 @@ from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.plan import l1_norm_plan
 from keras_slim.core.rebuild import mask, rebuild
 
+from graphgen import randomize_bn as _randomize_bn
+
 APPLICATIONS = {"ResNet50": (32, 32, 3), "MobileNetV2": (32, 32, 3),
                 "DenseNet121": (32, 32, 3), "Xception": (71, 71, 3)}
-
-
-def _randomize_bn(model, seed=0):
-    # Fresh BN (γ=1, β=0, μ=0, σ²=1) hides slicing mistakes; make every channel distinct.
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            _randomize_bn(layer, seed)
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(w.dtype) if i == len(
-                layer.weights) - 1 else rng.normal(0, 0.2, w.shape).astype(w.dtype)
-                for i, w in enumerate(layer.get_weights())])
-    return model
 
 
 def _check(model, ratio, data_shape):

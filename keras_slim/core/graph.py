@@ -43,6 +43,7 @@ class Op:
     graph: "ChannelGraph" = field(repr=False, default=None)
     extra: dict = field(default_factory=dict)
     rule: object = None       # its keras_slim.core.rules entry (None for inputs)
+    entry: dict = field(repr=False, default=None)  # its config entry (calls of op nodes)
 
     @property
     def path(self):
@@ -118,9 +119,10 @@ class ChannelGraph:
             return self._walk_sequential(model, config, prefix, input_keys)
         produced = {}  # (layer name, tensor index) -> key
         inputs = compat.io_refs(config["input_layers"])
+        nodes = compat.operations_by_name(model)
         for entry in config["layers"]:
             name = entry["config"]["name"]
-            layer = model.get_layer(name)
+            layer = nodes[name]
             names = prefix + (name,)
             if is_input_entry(entry):
                 if input_keys is None:
@@ -181,8 +183,8 @@ class ChannelGraph:
         out_keys = [f"{path}:{i}" for i in range(len(outputs))]
         for key, tensor in zip(out_keys, outputs):
             self.shapes[key] = _shape(tensor)
-        self.ops.append(Op(names, layer, entry["class_name"], entry["config"], in_keys,
-                           out_keys, self))
+        self.ops.append(Op(names, layer, rules.kind_of(entry), entry["config"], in_keys,
+                           out_keys, self, entry=entry))
         return out_keys
 
     # --- channel ids ---------------------------------------------------------------
@@ -232,8 +234,9 @@ class ChannelGraph:
             return
         rule = rules.rule_for(op.class_name)
         if rule is None:
-            warnings.warn(f"layer {op.path!r} ({op.class_name}) has no channel rule: its "
-                          "input and output channels are kept unpruned.", stacklevel=3)
+            warnings.warn(f"{rules.what(op)} {op.path!r} ({op.class_name}) has no channel "
+                          "rule: its input and output channels are kept unpruned. Register "
+                          "one with keras_slim.register_rule.", stacklevel=3)
             rule = rules.Barrier()
         op.rule = rule
         in_ids = [self.ids[k] for k in op.inputs]

@@ -17,7 +17,7 @@ def profile(model):
     for op in graph.ops:
         if op.is_input:
             continue
-        params = int(sum(int(np.prod(w.shape)) for w in op.layer.weights))
+        params = int(sum(int(np.prod(w.shape)) for w in getattr(op.layer, "weights", [])))
         layers[op.path] = {"params": params, "macs": int(op.rule.macs(op))}
     return {"layers": layers,
             "params": sum(v["params"] for v in layers.values()),

@@ -84,7 +84,7 @@ class _OpMasks:
 def _edit_weights(op, weights, masks, edit):
     """Apply `edit(array, axis, mask)` along every channel axis of every weight."""
     om = masks.for_op(op)
-    original = len(op.layer.weights)
+    original = len(compat.weights_of(op.layer))
     axes_list = list(op.rule.weight_axes(op)) + [{}] * (original - len(op.rule.weight_axes(op)))
     axes_list += [{0: rules.OUT}] * (len(weights) - original)  # bias added by compensation
     out = []
@@ -182,15 +182,14 @@ def _build(model, plan, edit, resize, compensate, gamma_tolerance, graph):
     config = copy.deepcopy(model.get_config())
     entries = {op.path: config_entry_at(config, op.names) for op in graph.ops
                if not op.is_input}
-    weights = {op.path: [np.asarray(w) for w in op.layer.get_weights()]
-               for op in graph.ops if not op.is_input}
+    weights = {op.path: compat.weights_of(op.layer) for op in graph.ops if not op.is_input}
     report = RebuildReport()
     if compensate:
         _compensate(graph, masks, weights, entries, report, gamma_tolerance)
     if resize:
         for op in graph.ops:
             if op.path in entries:
-                op.rule.new_config(op, entries[op.path]["config"], masks.for_op(op))
+                op.rule.edit_entry(op, entries[op.path], masks.for_op(op))
         for names, key in graph.nested_inputs.items():
             cfg = config_entry_at(config, names)["config"]
             shape_key = compat.input_layer_shape_key(cfg)

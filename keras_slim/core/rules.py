@@ -11,9 +11,12 @@ A rule answers, for one layer call:
 
 A new layer type is one entry in RULES. A type with no entry becomes a barrier (its
 channels stay, with a warning), which is always safe; Lambda is refused outright.
+Operation nodes (x + 3, keras.ops.pad, tf_keras TFOpLambda) have their rules in
+op_rules.py, merged into RULES under "ops.<OpClass>" / "tf.<function>" (see kind_of).
 """
 import numpy as np
 
+from keras_slim import compat
 from keras_slim.compat import GraphError
 
 IN, OUT, MID = "in", "out", "mid"  # MID: depthwise output of a separable conv
@@ -51,6 +54,12 @@ class Rule:
 
     def new_config(self, op, config, masks):
         return config
+
+    def edit_entry(self, op, entry, masks):
+        """Edit the op's config entry for a narrower graph (`new_config` of its "config";
+        operation rules also slice per-channel constants in its recorded call)."""
+        self.new_config(op, entry["config"], masks)
+        return entry
 
     def constants(self, op, values):
         """Per-channel constant value of each output given the inputs' (NaN: not a
@@ -393,6 +402,7 @@ _PER_CHANNEL = [
     "UpSampling1D", "UpSampling2D", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
     "SpatialDropout3D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
     "ActivityRegularization", "Identity",
+    "LayerScale",  # keras.applications ConvNeXt: y = x * γ, γ per channel
 ]
 
 _COMPACT_PASS = ["MaxPooling2D", "AveragePooling2D", "Dropout", "SpatialDropout2D",
@@ -420,30 +430,59 @@ RULES.update({
     "LayerNormalization": Barrier(), "GroupNormalization": Barrier(),
     "UnitNormalization": Barrier(), "Permute": Barrier(),
     "Softmax": Softmax(),
-    "Lambda": Refuse(), "TFOpLambda": Refuse(),
+    "Lambda": Refuse(),
 })
 
 
 for _name in _COMPACT_PASS:
     RULES[_name] = type(RULES[_name])(**dict(vars(RULES[_name]), compact="pass"))
 
+# Operation nodes (x + 3, keras.ops.pad, tf_keras TFOpLambda …): keras_slim/core/op_rules.py.
+from keras_slim.core import op_rules  # noqa: E402  (it subclasses Rule, defined above)
+
+RULES.update(op_rules.OP_RULES)
+_TF_OP_LAYERS = ("TFOpLambda", "SlicingOpLambda")
+
+
+def kind_of(entry):
+    """Registry key of a config entry: its class name, "ops.<OpClass>" for a Keras 3
+    operation node (op "ops.Add" is not layer "Add"), "tf.<function>" for a tf_keras op
+    layer ("tf.math.multiply")."""
+    if compat.is_operation_entry(entry):
+        return op_rules.OP_PREFIX + entry["class_name"]
+    if entry["class_name"] in _TF_OP_LAYERS:
+        return op_rules.TF_OP_PREFIX + entry["config"]["function"]
+    return entry["class_name"]
+
+
+def what(op):
+    """"operation" or "layer", for messages."""
+    return "operation" if op.class_name.startswith((op_rules.OP_PREFIX,
+                                                    op_rules.TF_OP_PREFIX)) else "layer"
+
+
 RULE_KINDS = {"per_channel": PerChannel, "value_map": ValueMap, "padding": Padding,
               "batch_norm": BatchNorm, "source": Source, "dense": Dense,
               "depthwise": Depthwise, "merge": Merge, "concat": Concat, "reshape": Reshape,
-              "barrier": Barrier}
+              "barrier": Barrier, "elementwise": op_rules.Elementwise,
+              "reduce": op_rules.Reduce, "spatial_pad": op_rules.SpatialPad}
 
 
 def register_rule(layer, rule):
     """Tell keras-slim how a layer class's channels flow, so models using it prune.
 
     Args:
-      layer: the layer class, or its class name (as in the model config).
+      layer: the layer class, or its class name (as in the model config); for an
+        operation node, the Keras 3 op class or "ops.<OpClass>", or "tf.<function>" for
+        a tf_keras op layer (e.g. "tf.math.erf").
       rule: a Rule instance, or the name of a rule kind: "per_channel" (output channel c
         is input channel c; weights indexed by channel on their last axis are sliced),
         "value_map" (per-channel, and a constant input stays constant through it),
         "padding", "batch_norm", "source" (creates channels, like Conv2D: `filters`),
         "dense" (`units`), "depthwise", "merge" (element-wise between inputs: couples
-        their channels), "concat", "reshape", "barrier" (keeps its channels).
+        their channels), "concat", "reshape", "barrier" (keeps its channels); for
+        operation nodes "elementwise" (couples its tensors, slices per-channel
+        constants), "reduce" (over spatial axes), "spatial_pad".
     Returns the rule. A class with no rule is a barrier, with a warning naming it.
 
     Example:
@@ -452,6 +491,9 @@ def register_rule(layer, rule):
       keras_slim.register_rule(Scale, "per_channel")
     """
     name = layer if isinstance(layer, str) else getattr(layer, "__name__", None)
+    if name and not isinstance(layer, str) and compat.is_operation_entry(
+            {"module": getattr(layer, "__module__", "")}):
+        name = op_rules.OP_PREFIX + name  # a Keras 3 Operation class, not a layer
     if not name:
         raise TypeError(f"layer must be a layer class or a class name, got {layer!r}.")
     if isinstance(rule, str):
