@@ -28,6 +28,7 @@ class Rule:
     creates_channels = False
     gating = None
     compact = None
+    width_follows_input = False  # depthwise: output channels are the input's
 
     def __init__(self, **traits):
         for name, value in traits.items():
@@ -216,6 +217,7 @@ class ConvTranspose(Source):
 
 class Depthwise(Rule):
     """Output channel c*m+k comes from input channel c: the channel keeps its identity."""
+    width_follows_input = True
 
     def macs(self, op, cin=None, cout=None):
         cout = _widths(op, cin, cout)[1]
