@@ -32,6 +32,7 @@ _API = {
     "build_table": "keras_slim.latency.probe",
     "import_op_profile": "keras_slim.latency.profile",
     "check_target": "keras_slim.core.targets",
+    "prune_iteratively": "keras_slim.core.iterative",
     # core: graph, plans, rebuild, checks, metrics, rules
     "ChannelGraph": "keras_slim.core.graph",
     "GraphError": "keras_slim.compat",

@@ -188,3 +188,19 @@ def test_import_benchmark_model_op_profile():
 def test_profile_without_the_section_is_a_clear_error():
     with pytest.raises(LatencyTableError, match="Operator-wise Profiling Info"):
         parse_op_profile("Inference timings in us: 200\n")
+
+
+def test_iterative_steps_reach_the_target_with_fine_tuning_between():
+    model = models.build("vgg_small", input_shape=(16, 16, 1))
+    full = metrics.profile(model)["macs"]
+    seen = []
+
+    def fine_tune(m, step):
+        seen.append((step, metrics.profile(m)["macs"]))
+
+    from keras_slim.core.iterative import prune_iteratively
+    pruned, plans = prune_iteratively(model, "l1_norm", {"macs": 0.4}, iterative_steps=2,
+                                      fine_tune=fine_tune)
+    assert [s for s, _ in seen] == [1, 2] and len(plans) == 2
+    assert seen[0][1] <= 0.4 ** 0.5 * full and seen[0][1] > 0.4 * full
+    assert metrics.profile(pruned)["macs"] == seen[1][1] <= 0.4 * full
