@@ -204,3 +204,50 @@ def test_iterative_steps_reach_the_target_with_fine_tuning_between():
     assert [s for s, _ in seen] == [1, 2] and len(plans) == 2
     assert seen[0][1] <= 0.4 ** 0.5 * full and seen[0][1] > 0.4 * full
     assert metrics.profile(pruned)["macs"] == seen[1][1] <= 0.4 * full
+
+
+def _run(app_name, *argv):
+    import importlib
+    from keras_slim.apps import common
+    return common.run_in_process(importlib.import_module(f"keras_slim.apps.{app_name}"),
+                                 [app_name, *argv])
+
+
+def test_prune_app_targets(tmp_path, capsys):
+    from absl import app
+    model = models.build("vgg_small", input_shape=(16, 16, 1))
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    _run("prune", f"--model_path={path}", "--criterion=l1_norm", "--target_macs=0.5",
+         "--dry_run")
+    assert "target {'macs': 0.5}: achieved macs=" in capsys.readouterr().out
+    table = _synthetic_table(ChannelGraph(model))
+    table_path = str(tmp_path / "lat.json")
+    table.save(table_path)
+    goal = 0.5 * table.predict_model(ChannelGraph(model))
+    out = tmp_path / "pruned"
+    _run("prune", f"--model_path={path}", "--criterion=l1_norm", f"--output_dir={out}",
+         f"--target_latency_ms={goal}", f"--latency_table={table_path}")
+    pruned = keras.models.load_model(str(out / "pruned.keras"))
+    assert table.predict_model(ChannelGraph(pruned)) <= goal
+    with pytest.raises(Exception, match="--target_latency_ms needs --latency_table"):
+        _run("prune", f"--model_path={path}", "--target_latency_ms=1.0", "--dry_run")
+    with pytest.raises(app.UsageError, match="--ratio and --target_macs"):
+        _run("prune", f"--model_path={path}", "--ratio=0.3", "--target_macs=0.5", "--dry_run")
+    bad = tmp_path / "bad.json"
+    bad.write_text("[]")
+    with pytest.raises(app.UsageError, match="bad.json' is not a keras_slim latency table"):
+        _run("prune", f"--model_path={path}", "--target_latency_ms=1.0",
+             f"--latency_table={bad}", "--dry_run")
+
+
+def test_benchmark_app_prints_layers_and_predicted_vs_measured(tmp_path, capsys):
+    path = str(tmp_path / "tiny.keras")
+    _tiny().save(path)
+    _run("benchmark", f"--model_path={path}", "--mode=float32", "--runs=5",
+         f"--output_dir={tmp_path / 'bench'}", f"--latency_table={tmp_path / 'lat.json'}")
+    out = capsys.readouterr().out
+    assert "predicted" in out and "measured" in out and "dw" in out
+    result = json.loads((tmp_path / "bench" / "benchmark.json").read_text())
+    assert result["latency_prediction"]["measured_ms"] > 0
+    assert LatencyTable.load(str(tmp_path / "lat.json")).runtime["dtype"] == "float32"
