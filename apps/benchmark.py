@@ -3,8 +3,13 @@
     python -m keras_slim.apps.benchmark --model_path=run/after.keras --mode=int8 --threads=1,4
     python -m keras_slim.apps.benchmark --model_path=run/after_int8.tflite --output_dir=run/bench
 
+    python -m keras_slim.apps.benchmark --model_path=m.keras --latency_table=lat.json
+
 A .keras model is converted first (--mode; int8 calibrated on training images) into
---output_dir. Prints a table and writes benchmark.json there.
+--output_dir. Prints a table and writes benchmark.json there. With --latency_table (a
+.keras model, --mode int8 or float32) it also prints each layer's latency from that
+table — measured by probe models and added to the file when this runtime's table lacks
+them — and the model's predicted vs measured latency at the first --threads.
 """
 import os
 
@@ -33,6 +38,8 @@ def define_flags():
                       "Run with LiteRT's default XNNPACK delegate; --noxnnpack times the builtin "
                       "kernels (see benchmarks/results/litert_conv_scaling.md for when that "
                       "differs).")
+    flags.DEFINE_string("latency_table", None, "A latency table JSON to read and extend "
+                        "(keras_slim.latency): prints per-layer and predicted latency.")
     flags.register_validator("model_path",
                              lambda p: p is None or p.endswith((".keras", ".tflite")),
                              message="--model_path must name a .keras or a .tflite file.")
@@ -52,6 +59,35 @@ def format_table(result):
     row = (f"{name:<28} {params:>9} {macs:>12} {result['size_kb']:>8.1f} "
            + " ".join(f"{result['latency_ms'][t]['median']:>11.3f}" for t in threads))
     return "\n".join([head, "-" * len(head), row])
+
+
+def format_layers(table, graph):
+    rows = table.per_layer(graph)
+    width = max([len(p) for p, *_ in rows] + [5])
+    lines = [f"{'layer':<{width}} {'cin':>6} {'cout':>6} {'ms':>9}"]
+    lines += [f"{p:<{width}} {cin:>6} {cout:>6} {ms:>9.4f}" for p, cin, cout, ms in rows]
+    lines.append(f"{'overhead':<{width}} {'':>6} {'':>6} {table.overhead_ms:>9.4f}")
+    return "\n".join(lines)
+
+
+def latency_report(model, measured_ms):
+    """Per-layer table and predicted vs measured latency (--latency_table)."""
+    from keras_slim.core.graph import ChannelGraph
+    from keras_slim.latency import LatencyTableError, build_table
+    if FLAGS.mode not in ("int8", "float32"):
+        raise app.UsageError(f"--latency_table needs --mode int8 or float32, got {FLAGS.mode}.")
+    graph = ChannelGraph(model)
+    try:
+        table = build_table(graph, cache=FLAGS.latency_table, dtype=FLAGS.mode,
+                            threads=int(FLAGS.threads[0]), xnnpack=FLAGS.xnnpack)
+    except LatencyTableError as e:
+        raise app.UsageError(f"--latency_table: {e}") from None
+    predicted = table.predict_model(graph)
+    print("\n" + format_layers(table, graph))
+    print(f"\npredicted {predicted:.3f} ms, measured {measured_ms:.3f} ms "
+          f"({100 * (predicted / measured_ms - 1):+.1f}%), {FLAGS.threads[0]} thread(s); "
+          f"table {FLAGS.latency_table}")
+    return {"predicted_ms": predicted, "measured_ms": measured_ms}
 
 
 def main(argv):
@@ -92,6 +128,12 @@ def main(argv):
     path = os.path.join(out, "benchmark.json")
     resume.write_json(path, result)
     print(table)
+    if FLAGS.latency_table and FLAGS.model_path.endswith(".keras"):
+        result["latency_prediction"] = latency_report(
+            model, bench["latency_ms"][threads[0]]["median"])
+        resume.write_json(path, result)
+    elif FLAGS.latency_table:
+        raise app.UsageError("--latency_table needs a .keras --model_path (its layers).")
     kernels = "XNNPACK" if FLAGS.xnnpack else "builtin kernels, no XNNPACK"
     print(f"\nlatency: median of {FLAGS.runs} batch-1 invocations in LiteRT ({kernels}); "
           f"wrote {path}")

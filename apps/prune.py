@@ -3,6 +3,8 @@
     python -m keras_slim.apps.prune --model_path=run/before.keras --ratio=0.5 --output_dir=run/pruned
     python -m keras_slim.apps.prune --model_path=m.keras --ratio=0.7 --dry_run      # print the plan only
     python -m keras_slim.apps.prune --model_path=run/dce/model.keras --criterion=dce --ratio=0.5
+    python -m keras_slim.apps.prune --model_path=m.keras --criterion=l1_norm --target_macs=0.5
+    python -m keras_slim.apps.prune --model_path=m.keras --target_latency_ms=2.0 --latency_table=lat.json
 
 A model with DCE gates (apps.train --method=dce) is pruned without them; --criterion=dce
 ranks its channels by the bandits' mean saliency in the bandit.json next to it.
@@ -34,6 +36,25 @@ def define_flags():
                          lower_bound=1)
     flags.DEFINE_float("min_fraction", 0.0, "Keep at least this share of every group.",
                        lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_float("target_macs", None, "Prune to this many MACs instead of --ratio: a "
+                       "fraction of the original's (<= 1) or an absolute count.",
+                       lower_bound=0.0)
+    flags.DEFINE_float("target_params", None, "Prune to this many parameters instead of "
+                       "--ratio: a fraction of the original's (<= 1) or a count.",
+                       lower_bound=0.0)
+    flags.DEFINE_float("target_latency_ms", None, "Prune to this predicted LiteRT latency "
+                       "(ms) instead of --ratio; needs --latency_table.", lower_bound=0.0)
+    flags.DEFINE_string("latency_table", None, "A keras_slim latency table JSON (built by "
+                        "keras_slim.latency.build_table or apps.benchmark "
+                        "--latency_table, or imported from a device's benchmark_model).")
+    flags.register_multi_flags_validator(
+        ["ratio", "target_macs", "target_params", "target_latency_ms"],
+        lambda v: sum(v[k] is not None for k in v if k != "ratio") <= 1,
+        message="give at most one of --target_macs, --target_params, --target_latency_ms.")
+    flags.register_multi_flags_validator(
+        ["target_latency_ms", "latency_table"],
+        lambda v: v["target_latency_ms"] is None or v["latency_table"] is not None,
+        message="--target_latency_ms needs --latency_table.")
     flags.DEFINE_bool("dry_run", False, "Print the plan and stop; write nothing.")
     flags.DEFINE_bool("compensate", True, "Fold removed channels' constant output into "
                       "their consumers (bias compensation).")
@@ -52,6 +73,24 @@ def bandit_state_path():
     return path
 
 
+def target_kwargs():
+    """{"target": ..., "latency_table": ...} from the target flags, else {"ratio": ...}."""
+    for flag, key in (("target_macs", "macs"), ("target_params", "params"),
+                      ("target_latency_ms", "latency_ms")):
+        if FLAGS[flag].value is not None:
+            if FLAGS["ratio"].present:
+                raise app.UsageError(f"--ratio and --{flag} both given: pass one.")
+            from keras_slim.latency import LatencyTable, LatencyTableError
+            table = None
+            if key == "latency_ms":
+                try:
+                    table = LatencyTable.load(FLAGS.latency_table)
+                except LatencyTableError as e:
+                    raise app.UsageError(f"--latency_table: {e}") from None
+            return {"target": {key: FLAGS[flag].value}, "latency_table": table}
+    return {"ratio": FLAGS.ratio}
+
+
 def main(argv):
     del argv
     common.quiet_logs()
@@ -65,20 +104,26 @@ def main(argv):
         model = strip_gates(model)  # all masks are 1 after training: same outputs
     graph = ChannelGraph(model)  # analysed once for plan, rebuild and report
     kwargs = dict(seed=FLAGS.seed, bandit_state=bandit_state, scope=FLAGS.scope,
-                  round_to=FLAGS.round_to, min_fraction=FLAGS.min_fraction)
+                  round_to=FLAGS.round_to, min_fraction=FLAGS.min_fraction,
+                  **target_kwargs())
     try:
         if FLAGS.dry_run:
-            print(criteria.criterion_plan(graph, FLAGS.criterion, FLAGS.ratio, **kwargs).table())
+            plan = criteria.criterion_plan(graph, FLAGS.criterion, **kwargs)
+            print(plan.table())
+            print_achieved(plan)
             return
-        pruned, plan, report = criteria.prune(model, FLAGS.criterion, FLAGS.ratio,
+        pruned, plan, report = criteria.prune(model, FLAGS.criterion,
                                               compensate=FLAGS.compensate, graph=graph,
                                               return_report=True, **kwargs)
     except ValueError as e:
+        if "target" in str(e) and "target" in kwargs:
+            raise app.UsageError(str(e)) from None
         if bandit_state is None:
             raise
         # another model's or a damaged state: the user's input
         raise app.UsageError(f"--bandit_state={bandit_state}: {e}") from None
     print(plan.table())
+    print_achieved(plan)
     out = common.output_dir("prune")
     pruned.save(os.path.join(out, "pruned.keras"))
     plan.save(os.path.join(out, "plan.json"))
@@ -88,6 +133,14 @@ def main(argv):
         print(f"bias compensation folded into {len(report.compensations)} layers "
               f"({exact} exact, the rest approximate at 'same'-padded borders)")
     print(f"\nwrote {os.path.join(out, 'pruned.keras')} and {os.path.join(out, 'plan.json')}")
+
+
+def print_achieved(plan):
+    if "achieved" in plan.meta:
+        parts = [f"{k}={v:,.4g}" if isinstance(v, float) else f"{k}={v:,}"
+                 for k, v in plan.meta["achieved"].items()]
+        print(f"target {plan.meta['target']}: achieved {', '.join(parts)} "
+              f"(original {plan.meta['original']})")
 
 
 launch = common.launcher(define_flags, main)  # the console script's entry

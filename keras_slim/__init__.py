@@ -27,6 +27,12 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _API = {
+    # latency tables and cost targets
+    "LatencyTable": "keras_slim.latency.table",
+    "build_table": "keras_slim.latency.probe",
+    "import_op_profile": "keras_slim.latency.profile",
+    "check_target": "keras_slim.core.targets",
+    "prune_iteratively": "keras_slim.core.iterative",
     # core: graph, plans, rebuild, checks, metrics, rules
     "ChannelGraph": "keras_slim.core.graph",
     "GraphError": "keras_slim.compat",
@@ -71,7 +77,7 @@ _API = {
     "benchmark_tflite": "keras_slim.export",
 }
 _ALIASES = {"export_tflite": "convert", "verify_tflite": "verify"}
-_SUBPACKAGES = ("core", "slimming", "dce", "training", "zoo", "export", "apps")
+_SUBPACKAGES = ("core", "slimming", "dce", "training", "zoo", "latency", "export", "apps")
 
 __all__ = sorted(_API)
 

@@ -64,11 +64,18 @@ def channel_scores(graph_or_model, criterion, seed=0):
     return SCORERS[criterion](graph, seed)
 
 
-def criterion_plan(graph_or_model, criterion, ratio, seed=0, bandit_state=None, **kwargs):
-    """The ChannelPlan removing the `ratio` share of channels a criterion ranks lowest.
+def criterion_plan(graph_or_model, criterion, ratio=None, target=None, seed=0,
+                   bandit_state=None, latency_table=None, **kwargs):
+    """The ChannelPlan removing the `ratio` share of channels a criterion ranks lowest, or
+    the one reaching a cost `target` (keras_slim.core.targets: {"macs": 0.5},
+    {"params": 1e6}, {"latency_ms": 3.0} with `latency_table`, ...); exactly one of the two.
     Extra keyword arguments go to plan_from_scores (scope, round_to, min_fraction, ...);
-    "dce" removes the same share in every gated group (dce_plan)."""
+    "dce" removes the same share in every gated group (dce_plan). With a target,
+    plan.meta["achieved"] holds the plan's MACs, params (and predicted latency)."""
     _check_criterion(criterion)
+    if (ratio is None) == (target is None):
+        raise ValueError("pass exactly one of ratio (a share of channels) and target (a "
+                         f"cost dict). Received: ratio={ratio!r}, target={target!r}")
     graph = graph_or_model if isinstance(graph_or_model, ChannelGraph) \
         else ChannelGraph(graph_or_model)
     if criterion == "dce":
@@ -77,13 +84,55 @@ def criterion_plan(graph_or_model, criterion, ratio, seed=0, bandit_state=None, 
             raise ValueError("criterion 'dce' needs bandit_state: a CUCBCallback, its "
                              "get_state() or the bandit.json of a DCE run.")
         kwargs.pop("scope", None)  # DCE keeps the same share of every gated group
-        return dce_plan(bandit_state, graph.model, 1.0 - ratio, graph=graph, **kwargs)
-    kwargs.setdefault("aggregate", _DEFAULT_AGGREGATE.get(criterion, "mean"))
-    meta = dict(kwargs.pop("meta", None) or {}, criterion=criterion)
-    if criterion == "random":
-        meta["seed"] = seed
-    return plan_from_scores(graph, SCORERS[criterion](graph, seed), ratio, meta=meta,
-                            **kwargs)
+
+        def make_plan(r):
+            return dce_plan(bandit_state, graph.model, 1.0 - r, graph=graph, **kwargs)
+        scores = None
+    else:
+        kwargs.setdefault("aggregate", _DEFAULT_AGGREGATE.get(criterion, "mean"))
+        meta = dict(kwargs.pop("meta", None) or {}, criterion=criterion)
+        if criterion == "random":
+            meta["seed"] = seed
+        scores = SCORERS[criterion](graph, seed)
+
+        def make_plan(r):
+            return plan_from_scores(graph, scores, r, meta=meta, **kwargs)
+    if target is None:
+        return make_plan(ratio)
+    return _target_plan(graph, make_plan, scores, target, latency_table, kwargs,
+                        meta if scores is not None else {})
+
+
+def _target_plan(graph, make_plan, scores, target, latency_table, kwargs, meta):
+    from keras_slim.core import targets
+    key, value = targets.check_target(target)
+    latency = key in ("latency_ms", "latency")
+    if latency and latency_table is None:
+        raise ValueError(f"target {target!r} needs latency_table=: a "
+                         "keras_slim.latency.LatencyTable or the path of its JSON file.")
+    if latency and isinstance(latency_table, str):
+        from keras_slim.latency import LatencyTable
+        latency_table = LatencyTable.load(latency_table)
+    costs = targets.CostModel(graph, latency_table if latency else None)
+    cost_key = "latency_ms" if latency else key
+    original = costs.cost(cost_key)
+    goal = targets.resolve(key, value, costs, original)
+    if latency and scores is not None and kwargs.get("scope", "global") == "global":
+        greedy_args = {k: kwargs[k] for k in ("aggregate", "min_channels", "min_fraction",
+                                              "round_to") if k in kwargs}
+        plan = targets.latency_greedy(graph, scores, costs, goal, meta=meta, **greedy_args)
+    else:
+        steps = max(sum(int(g.prunable.sum()) for g in graph.groups), 2)
+        plan = targets.search_ratio(make_plan, costs, cost_key, goal, steps)[0]
+    removed = plan.removed_roots(graph)
+    achieved = {"macs": costs.macs(removed), "params": costs.params(removed)}
+    original_counts = {"macs": costs.macs(), "params": costs.params()}
+    if latency:
+        achieved["latency_ms"] = costs.latency_ms(removed)
+        original_counts["latency_ms"] = original
+    plan.meta.update(target={key: value}, target_goal=goal, achieved=achieved,
+                     original=original_counts)
+    return plan
 
 
 def removed_gamma_max(model, plan, graph=None):
@@ -99,16 +148,17 @@ def removed_gamma_max(model, plan, graph=None):
     return largest
 
 
-def prune(model, criterion, ratio, compensate=True, graph=None, return_report=False,
-          **plan_kwargs):
-    """Plan by a criterion and rebuild, analysing the model once; returns (pruned, plan)
-    or, with return_report, (pruned, plan, RebuildReport).
+def prune(model, criterion, ratio=None, compensate=True, graph=None, return_report=False,
+          target=None, **plan_kwargs):
+    """Plan by a criterion (to a `ratio` or a cost `target`, see criterion_plan) and
+    rebuild, analysing the model once; returns (pruned, plan) or, with return_report,
+    (pruned, plan, RebuildReport).
 
     With criterion="bn_gamma" and compensate=True, removed channels whose γ sparsity
     training made small (not 0) are taken to emit act(β) and folded into their consumers.
     """
     graph = graph if graph is not None else ChannelGraph(model)
-    plan = criterion_plan(graph, criterion, ratio, **plan_kwargs)
+    plan = criterion_plan(graph, criterion, ratio, target=target, **plan_kwargs)
     tolerance = removed_gamma_max(model, plan, graph) \
         if compensate and criterion == "bn_gamma" else 0.0
     pruned, report = rebuild(model, plan, compensate=compensate, gamma_tolerance=tolerance,

@@ -31,6 +31,7 @@ class Rule:
     creates_channels = False
     gating = None
     compact = None
+    width_follows_input = False  # depthwise: output channels are the input's
 
     def __init__(self, **traits):
         for name, value in traits.items():
@@ -38,9 +39,15 @@ class Rule:
                 raise TypeError(f"{type(self).__name__} has no trait {name!r}.")
             setattr(self, name, value)
 
-    def macs(self, op):
-        """Multiply-accumulates of one call (0 for layers whose work is negligible)."""
+    def macs(self, op, cin=None, cout=None):
+        """Multiply-accumulates of one call (0 for layers whose work is negligible), at
+        its own widths or at `cin` input / `cout` output channels (a candidate plan)."""
         return 0
+
+    def width_config(self, op, cout):
+        """The layer's config at `cout` output channels (latency probes); None if the
+        layer has no width of its own to set (its output follows its input)."""
+        return None
 
     def filter_importance(self, op):
         """L1 norm of each output channel's filter (channel-creating layers), else None."""
@@ -127,6 +134,11 @@ class BatchNorm(PerChannel):
         return [np.where(constant, beta, scale * (values[0] - w["moving_mean"]) + beta)]
 
 
+def _widths(op, cin, cout):
+    return (op.in_channels(0) if cin is None else cin,
+            op.out_channels(0) if cout is None else cout)
+
+
 def _activate(op, values):
     """A layer's own `activation` applied to per-channel constants (NaN stays NaN)."""
     if op.config.get("activation", "linear") in ("linear", None):
@@ -168,11 +180,14 @@ class Source(Rule):
     bias_index = 1  # position of the bias among the layer's weights
     kernel_index = 0  # the weight whose L1 norm ranks filters
 
-    def macs(self, op):
+    def macs(self, op, cin=None, cout=None):
+        cin, cout = _widths(op, cin, cout)
         kernel = int(np.prod(op.config.get("kernel_size", 1)))
         out_spatial = int(np.prod(op.out_shape(0)[1:-1]))
-        return (out_spatial * kernel * op.in_channels(0) // op.config.get("groups", 1)
-                * op.out_channels(0))
+        return out_spatial * kernel * cin // op.config.get("groups", 1) * cout
+
+    def width_config(self, op, cout):
+        return dict(op.config, **{self.width_key: int(cout)})
 
     def out_axis(self, kernel):
         return kernel.ndim - 1
@@ -194,10 +209,10 @@ class Dense(Source):
 
 
 class ConvTranspose(Source):
-    def macs(self, op):
+    def macs(self, op, cin=None, cout=None):
+        cin, cout = _widths(op, cin, cout)
         in_spatial = int(np.prod(op.in_shape(0)[1:-1]))
-        return (in_spatial * int(np.prod(op.config["kernel_size"])) * op.in_channels(0)
-                * op.out_channels(0))
+        return in_spatial * int(np.prod(op.config["kernel_size"])) * cin * cout
 
     def out_axis(self, kernel):
         return kernel.ndim - 2
@@ -211,10 +226,15 @@ class ConvTranspose(Source):
 
 class Depthwise(Rule):
     """Output channel c*m+k comes from input channel c: the channel keeps its identity."""
+    width_follows_input = True
 
-    def macs(self, op):
+    def macs(self, op, cin=None, cout=None):
+        cout = _widths(op, cin, cout)[1]
         return (int(np.prod(op.out_shape(0)[1:-1])) * int(np.prod(op.config["kernel_size"]))
-                * op.out_channels(0))
+                * cout)
+
+    def width_config(self, op, cout):
+        return dict(op.config)  # its width follows the input's
 
     def propagate(self, op, in_ids, graph):
         return [np.repeat(in_ids[0], op.config.get("depth_multiplier", 1))]
@@ -242,10 +262,11 @@ class Separable(Source):
     bias_index = 2
     kernel_index = 1  # the pointwise kernel creates the output channels
 
-    def macs(self, op):
-        mid = op.in_channels(0) * op.config.get("depth_multiplier", 1)
+    def macs(self, op, cin=None, cout=None):
+        cin, cout = _widths(op, cin, cout)
+        mid = cin * op.config.get("depth_multiplier", 1)
         kernel = int(np.prod(op.config["kernel_size"]))
-        return int(np.prod(op.out_shape(0)[1:-1])) * (kernel * mid + mid * op.out_channels(0))
+        return int(np.prod(op.out_shape(0)[1:-1])) * (kernel * mid + mid * cout)
 
     def response(self, op, weights, values):
         depthwise, pointwise = weights[0], weights[1]

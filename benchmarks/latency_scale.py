@@ -1,0 +1,174 @@
+"""Pruning and LiteRT latency at the scale phones run, and latency-target pruning.
+
+    python -m benchmarks.latency_scale [--runs 10] [--budget_min 30] [--jobs scale:vgg19,...]
+
+Rows: keras.applications MobileNetV2, ResNet50, EfficientNetB0 at 224² (random weights:
+latency does not depend on them) and the zoo's vgg19 / resnet56 at 32²; plans by the
+l1_norm criterion removing 30/50/70% of channels (rounded to 8) and reaching 50% of
+MACs; each converted to int8 and float32 and timed in LiteRT at 1 and 4 threads with
+XNNPACK and with the builtin kernels (median of --runs batch-1 invocations). Predicted
+latency: a latency table (int8, XNNPACK, 1 thread) measured by probes, overhead fitted on
+the unpruned model. Latency targets (MobileNetV2, ResNet50, vgg_small): the MACs-target
+plan at 50% of MACs is measured; the latency-aware plan is asked for that measured
+latency; both plans' kept share of the criterion's total importance is reported.
+MobileNetV3Small/Large are skipped: their Keras-3 op nodes do not prune yet.
+Results go to benchmarks/results/latency_scale.md, rewritten after every model.
+"""
+import argparse
+import os
+import time
+
+import numpy as np
+
+from benchmarks import common
+from keras_slim.compat import keras
+from keras_slim.core import metrics
+from keras_slim.core.criteria import SCORERS, criterion_plan
+from keras_slim.core.graph import ChannelGraph
+from keras_slim.core.plan import group_scores
+from keras_slim.core.rebuild import rebuild
+from keras_slim.export import benchmark_tflite, convert
+from keras_slim.latency import build_table
+from keras_slim.zoo import models
+
+OUT = os.path.join(common.RESULTS, "latency_scale.md")
+CACHE = os.path.join("/tmp", "keras_slim_latency_scale_table.json")
+CONFIGS = [(1, True), (4, True), (1, False), (4, False)]  # (threads, xnnpack)
+
+
+def _model(name):
+    if name in ("vgg19", "resnet56"):
+        return models.build(name, input_shape=(32, 32, 3))
+    if name == "vgg_small":
+        return models.build(name, input_shape=(28, 28, 1))
+    return getattr(keras.applications, name)(weights=None, input_shape=(224, 224, 3))
+
+
+def _measure(model, dtype, runs, configs=CONFIGS):
+    data = None
+    if dtype == "int8":
+        shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+        data = np.random.default_rng(0).standard_normal((4,) + shape).astype(np.float32)
+    content = convert(model, dtype, representative_data=data)
+    out = {}
+    for threads, xnn in configs:
+        r = benchmark_tflite(content, threads=(threads,), warmup=3, runs=runs, xnnpack=xnn)
+        out[threads, xnn] = r["latency_ms"][threads]["median"]
+    return out
+
+
+def _kept_importance(graph, plan):
+    per_group = group_scores(graph, SCORERS["l1_norm"](graph, 0), "mean")
+    by_name = {g.name: g for g in plan.groups}
+    kept = total = 0.0
+    for name, values in per_group.items():
+        total += values.sum()
+        kept += values[by_name[name].keep].sum() if name in by_name else values.sum()
+    return kept / total
+
+
+def scale_rows(name, runs, table_runs, lines):
+    model = _model(name)
+    graph = ChannelGraph(model)
+    common.log(f"{name}: latency table")
+    table = build_table(graph, cache=CACHE, fractions=(0.25, 0.5, 1.0), runs=table_runs,
+                        verbose=0)
+    plans = [("original", None)] + [(f"{int(r * 100)}% ch", criterion_plan(
+        graph, "l1_norm", r)) for r in (0.3, 0.5, 0.7)] + [
+        ("50% MACs", criterion_plan(graph, "l1_norm", target={"macs": 0.5}))]
+    base = None
+    for label, plan in plans:
+        common.log(f"{name}: {label}")
+        pruned = model if plan is None else rebuild(model, plan, graph=graph)
+        prof = metrics.profile(pruned)
+        ms = {d: _measure(pruned, d, runs) for d in ("int8", "float32")}
+        predicted = table.predict_model(ChannelGraph(pruned))
+        row = {"macs": prof["macs"], "params": prof["params"], "ms": ms,
+               "pred": predicted}
+        base = base or row
+        flops = base["macs"] / row["macs"]
+        gain = base["ms"]["int8"][1, True] / ms["int8"][1, True]
+        cells = [name, label, f"{row['macs'] / 1e6:.1f}", f"{row['params'] / 1e6:.2f}",
+                 f"{flops:.2f}×"]
+        cells += [f"{ms[d][c]:.2f}" for d in ("int8", "float32") for c in CONFIGS]
+        cells += [f"{gain:.2f}× ({gain / flops:.2f})",
+                  f"{predicted:.2f} ({100 * (predicted / ms['int8'][1, True] - 1):+.0f}%)"]
+        lines.append("| " + " | ".join(cells) + " |")
+
+
+def target_rows(name, runs, table_runs, lines):
+    model = _model(name)
+    graph = ChannelGraph(model)
+    table = build_table(graph, cache=CACHE, fractions=(0.25, 0.5, 1.0), runs=table_runs,
+                        verbose=0)
+    one = [(1, True)]
+    original = _measure(model, "int8", runs, one)[1, True]
+    macs_plan = criterion_plan(graph, "l1_norm", target={"macs": 0.5})
+    macs_ms = _measure(rebuild(model, macs_plan, graph=graph), "int8", runs, one)[1, True]
+    rows = [("50% MACs", macs_plan, macs_ms)]
+    for label, target in (("latency_ms = MACs plan's measured", {"latency_ms": macs_ms}),
+                          ("latency = 0.5 of predicted", {"latency": 0.5})):
+        common.log(f"{name}: target {target}")
+        plan = criterion_plan(graph, "l1_norm", target=target, latency_table=table)
+        ms = _measure(rebuild(model, plan, graph=graph), "int8", runs, one)[1, True]
+        rows.append((label, plan, ms))
+    for label, plan, ms in rows:
+        goal = plan.meta.get("target_goal") if "latency" in str(plan.meta.get("target")) \
+            else None
+        landing = f"{goal:.2f} → {ms:.2f} ({100 * (ms / goal - 1):+.1f}%)" if goal else "–"
+        lines.append(f"| {name} | {label} | {original:.2f} | {ms:.2f} | "
+                     f"{plan.meta['achieved']['macs'] / 1e6:.1f} | {landing} | "
+                     f"{_kept_importance(graph, plan):.3f} |")
+
+
+HEAD_SCALE = ("| model | plan | MMACs | M params | FLOPs ↓ | "
+              + " | ".join(f"{d} {t}t {'XNN' if x else 'builtin'} ms"
+                           for d in ("int8", "f32") for t, x in CONFIGS)
+              + " | int8 XNN 1t gain (/FLOPs↓) | predicted int8 XNN 1t ms (vs measured) |")
+HEAD_TARGET = ("| model | plan | original int8 ms | measured ms | MMACs | target → measured "
+               "| kept l1 importance |")
+
+
+def write(scale, target, args, started, missing):
+    text = ["# Latency at realistic scale and latency-target pruning", ""]
+    text += common.run_header()
+    text += [f"- machine: {common.machine()}", f"- {common.versions()}",
+             f"- runtime {time.time() - started:.0f} s; the 2-core CPU was shared with other "
+             "engineers' jobs during the run (contention inflates and scatters the "
+             "timings; medians of --runs invocations, not interleaved)", ""]
+    if missing:
+        text += [f"**Not measured in this run:** {', '.join(missing)}.", ""]
+    text += ["## Channels removed (l1_norm) and 50% of MACs", "", HEAD_SCALE,
+             "|" + "---|" * HEAD_SCALE.count(" | ") + "---|"] + scale
+    text += ["", "## Latency targets (int8, XNNPACK, 1 thread)", "", HEAD_TARGET,
+             "|" + "---|" * HEAD_TARGET.count(" | ") + "---|"] + target
+    common.write_text(OUT, "\n".join(text) + "\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--table_runs", type=int, default=10)
+    parser.add_argument("--budget_min", type=float, default=30.0)
+    parser.add_argument("--jobs", default="scale:vgg19,scale:resnet56,scale:MobileNetV2,"
+                        "target:vgg_small,target:MobileNetV2,scale:ResNet50,target:ResNet50,"
+                        "scale:EfficientNetB0", help="kind:model, run in this order")
+    args = parser.parse_args()
+    started = time.time()
+    scale, target = [], []
+    jobs = [tuple(job.split(":")) for job in args.jobs.split(",")]
+    done = []
+    for kind, name in jobs:
+        if time.time() - started > args.budget_min * 60:
+            break  # no new model after the budget: the rest is listed as not measured
+        (scale_rows if kind == "scale" else target_rows)(
+            name, args.runs, args.table_runs, scale if kind == "scale" else target)
+        done.append((kind, name))
+        missing = [f"{k} {n}" for k, n in jobs if (k, n) not in done]
+        write(scale, target, args, started, missing)
+    missing = [f"{k} {n}" for k, n in jobs if (k, n) not in done]
+    write(scale, target, args, started, missing)
+
+
+if __name__ == "__main__":
+    main()

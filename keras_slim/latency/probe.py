@@ -1,0 +1,99 @@
+"""Measure a latency table on this machine: time small probe models in LiteRT.
+
+For each distinct signature among a model's timed layers (keras_slim.latency.signature),
+a probe model holds that one layer at a grid of input/output widths (fractions of the
+original, rounded to `round_to`); each is converted (keras_slim.export.convert) and timed
+(keras_slim.export.benchmark_tflite). An entry is the probe's median minus the median of
+an empty probe (the interpreter's per-invoke cost). The whole model is then timed once
+and the difference to the sum of entries kept as the table's overhead.
+"""
+import numpy as np
+
+from keras_slim.compat import keras
+from keras_slim.core.plan import as_graph
+from keras_slim.latency.device import processor_info, runtime_info
+from keras_slim.latency.signature import signature, signature_key, timed_ops
+from keras_slim.latency.table import LatencyTable, covers
+
+__all__ = ["build_table", "measure_model_ms", "grid_widths"]
+
+
+def grid_widths(full, fractions, round_to):
+    """Widths at `fractions` of `full`, rounded up to multiples of round_to, deduplicated."""
+    widths = {min(full, max(1, int(np.ceil(f * full / round_to)) * round_to))
+              for f in fractions}
+    return sorted(widths | {full})
+
+
+def _probe(op, cin, cout):
+    config = dict(op.rule.width_config(op, cout), name="probe")
+    config.pop("batch_input_shape", None)
+    config.pop("batch_shape", None)
+    inputs = keras.Input(tuple(op.in_shape(0)[1:-1]) + (cin,))
+    return keras.Model(inputs, type(op.layer).from_config(config)(inputs))
+
+
+def measure_model_ms(model, dtype="int8", threads=1, xnnpack=True, runs=50, warmup=5):
+    """Median LiteRT latency (ms) of a Keras model converted at `dtype` (int8 is
+    calibrated on random normal inputs: latency does not depend on the values)."""
+    from keras_slim.export import benchmark_tflite, convert
+    data = None
+    if dtype == "int8":
+        shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+        data = np.random.default_rng(0).standard_normal((4,) + shape).astype(np.float32)
+    content = convert(model, dtype, representative_data=data)
+    result = benchmark_tflite(content, threads=(threads,), warmup=warmup, runs=runs,
+                              xnnpack=xnnpack)
+    return result["latency_ms"][threads]["median"]
+
+
+def build_table(model_or_graph, cache=None, dtype="int8", threads=1, xnnpack=True,
+                fractions=(0.25, 0.5, 0.75, 1.0), round_to=8, runs=30, fit_overhead=True,
+                verbose=1):
+    """A LatencyTable for a model's timed layers, measured here (see the module
+    docstring). With `cache` (a JSON path), entries already measured for the same
+    runtime and processor are reused and new ones written back."""
+    if dtype not in ("int8", "float32"):
+        raise ValueError(f"dtype must be 'int8' or 'float32'. Received: dtype={dtype!r}")
+    graph = as_graph(model_or_graph)
+    runtime, processor = runtime_info(dtype, threads, xnnpack), processor_info()
+    table = None
+    if cache is not None:
+        import os
+        if os.path.exists(cache):
+            table = LatencyTable.load(cache, runtime, processor)
+    table = table or LatencyTable(runtime, processor)
+    todo, seen = [], set()
+    for op in timed_ops(graph):
+        sig = signature(op)
+        key = (signature_key(sig), sig["cin"], sig["cout"])
+        if key in seen or covers(table.entry(op), sig["cin"], sig["cout"]):
+            continue
+        seen.add(key)
+        tied = op.rule.width_follows_input
+        cins = grid_widths(sig["cin"], fractions, round_to)
+        couts = None if tied else grid_widths(sig["cout"], fractions, round_to)
+        todo.append((op, sig, cins, couts))
+    measure = dict(dtype=dtype, threads=threads, xnnpack=xnnpack, runs=runs)
+    total = sum(len(c) * (len(o) if o else 1) for _, _, c, o in todo)
+    if total:
+        bar = keras.utils.Progbar(total, verbose=verbose, unit_name="probe")
+        empty = keras.Input((1, 1, 8))
+        base = measure_model_ms(keras.Model(empty, keras.layers.ReLU()(empty)), **measure)
+        for op, sig, cins, couts in todo:
+            ms = []
+            for cin in cins:
+                row = []
+                for cout in (couts or [cin * op.config.get("depth_multiplier", 1)]):
+                    row.append(max(0.0, measure_model_ms(_probe(op, cin, cout), **measure)
+                                   - base))
+                    bar.add(1)
+                ms.append(row if couts else row[0])
+            table.add(sig, {"cin": cins, "cout": couts, "ms": ms})
+    if fit_overhead and (total or not table.overhead_ms):
+        measured = measure_model_ms(graph.model, **measure)
+        table.overhead_ms = 0.0
+        table.overhead_ms = measured - table.predict_model(graph)
+    if cache is not None:
+        table.save(cache)
+    return table

@@ -1,0 +1,253 @@
+"""Cost targets (MACs, params, latency) and latency tables: build, file, import, greedy."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from keras_slim.compat import keras
+from keras_slim.core import metrics
+from keras_slim.core.criteria import criterion_plan, prune
+from keras_slim.core.graph import ChannelGraph
+from keras_slim.core.rebuild import rebuild
+from keras_slim.latency import (LatencyTable, LatencyTableError, build_table,
+                                import_op_profile, parse_op_profile, timed_ops)
+from keras_slim.latency.signature import signature
+from keras_slim.zoo import models
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "benchmark_model_op_profile.txt")
+
+
+def _tiny():
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(16, 3, padding="same", name="c1", activation="relu")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = keras.layers.Conv2D(32, 1, name="c3")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, keras.layers.Dense(10, name="head")(x), name="tiny")
+
+
+def _costs_of(model):
+    p = metrics.profile(model)
+    return {"macs": p["macs"], "params": p["params"]}
+
+
+@pytest.mark.parametrize("name,shape", [("vgg_small", (16, 16, 1)), ("resnet20", (16, 16, 3))])
+@pytest.mark.parametrize("criterion", ["bn_gamma", "l1_norm", "random"])
+def test_macs_and_params_targets_within_one_step(name, shape, criterion):
+    model = models.build(name, input_shape=shape)
+    graph = ChannelGraph(model)
+    steps = sum(int(g.prunable.sum()) for g in graph.groups)
+    full = _costs_of(model)
+    for key, value in (("macs", 0.5), ("params", 0.3)):
+        plan = criterion_plan(graph, criterion, target={key: value})
+        pruned = rebuild(model, plan, graph=graph)
+        got = _costs_of(pruned)
+        assert plan.meta["achieved"] == got  # counted without rebuilding = rebuilt
+        assert got[key] <= value * full[key]
+        # one step less of the ranking misses the target
+        k = round(plan.meta["ratio"] * steps)
+        before = rebuild(model, criterion_plan(graph, criterion, (k - 1) / steps), graph=graph)
+        assert _costs_of(before)[key] > value * full[key]
+
+
+def test_absolute_macs_target_on_mobilenet_v2():
+    model = models.build("mobilenet_v2", input_shape=(32, 32, 3))
+    goal = 30_000_000
+    pruned, plan = prune(model, "l1_norm", target={"macs": goal}, min_fraction=0.25)
+    assert metrics.profile(pruned)["macs"] == plan.meta["achieved"]["macs"] <= goal
+    assert plan.meta["achieved"]["macs"] > 0.9 * goal
+
+
+@pytest.mark.parametrize("target,message", [
+    ({"flops": 0.5}, "target key must be one of"),
+    ({"macs": -1}, "positive number"),
+    ({"macs": 0.5, "params": 0.5}, "a dict with one of the keys"),
+    ({"latency": 2.0}, "fraction of the original"),
+    ({"latency_ms": 1.0}, "needs latency_table"),
+])
+def test_bad_target_is_one_clear_error(target, message):
+    with pytest.raises(ValueError, match=message):
+        criterion_plan(_tiny(), "l1_norm", target=target)
+
+
+def test_ratio_and_target_are_exclusive():
+    with pytest.raises(ValueError, match="exactly one of ratio"):
+        criterion_plan(_tiny(), "l1_norm", 0.5, target={"macs": 0.5})
+    with pytest.raises(ValueError, match="exactly one of ratio"):
+        criterion_plan(_tiny(), "l1_norm")
+
+
+def test_macs_target_unreachable_names_the_floor():
+    with pytest.raises(ValueError, match="cannot be reached"):
+        criterion_plan(_tiny(), "l1_norm", target={"macs": 10}, min_fraction=0.5)
+
+
+def _synthetic_table(graph, step=8):
+    """ms = 0.001 per started block of `step` output channels × input channels (a step
+    function, like a kernel's channel blocking); overhead 0.1 ms."""
+    table = LatencyTable({"litert": "test", "delegate": "xnnpack", "threads": 1,
+                          "dtype": "int8"}, {"model": "synthetic", "isa": []}, overhead_ms=0.1)
+    for op in timed_ops(graph):
+        sig = signature(op)
+        cins = list(range(1, sig["cin"] + 1))
+        if op.rule.width_follows_input:
+            table.add(sig, {"cin": cins, "cout": None,
+                            "ms": [0.001 * -(-c // step) for c in cins]})
+        else:
+            couts = list(range(1, sig["cout"] + 1))
+            table.add(sig, {"cin": cins, "cout": couts,
+                            "ms": [[0.001 * -(-o // step) * c for o in couts] for c in cins]})
+    return table
+
+
+def test_latency_target_reached_exactly_on_a_synthetic_table_with_floors():
+    model = models.build("vgg_small", input_shape=(16, 16, 1))
+    graph = ChannelGraph(model)
+    table = _synthetic_table(graph)
+    full = table.predict_model(graph)
+    for criterion in ("l1_norm", "random", "bn_gamma"):
+        plan = criterion_plan(graph, criterion, target={"latency": 0.5}, latency_table=table,
+                              min_fraction=0.25)
+        got = table.predict_model(ChannelGraph(rebuild(model, plan, graph=graph)))
+        assert got == pytest.approx(plan.meta["achieved"]["latency_ms"])
+        assert got <= 0.5 * full
+        for g in plan.groups:  # floors and widths on the table's steps
+            assert len(g.keep) >= 0.25 * g.size
+            assert len(g.keep) % 8 == 0 or len(g.keep) == g.size
+    # an attainable figure is hit exactly: the latency of a plan the greedy produced
+    goal = plan.meta["achieved"]["latency_ms"]
+    again = criterion_plan(graph, "bn_gamma", target={"latency_ms": goal}, latency_table=table,
+                           min_fraction=0.25)
+    assert again.meta["achieved"]["latency_ms"] == pytest.approx(goal, abs=1e-12)
+
+
+def test_latency_greedy_spends_removals_where_importance_per_ms_is_lowest():
+    model = _tiny()
+    graph = ChannelGraph(model)
+    table = _synthetic_table(graph)
+    scores = {"c1": np.full(16, 10.0), "c3": np.full(32, 1.0)}  # c3's channels matter least
+    from keras_slim.core.targets import CostModel, latency_greedy
+    costs = CostModel(graph, table)
+    plan = latency_greedy(graph, scores, costs, costs.latency_ms() - 0.05, round_to=8)
+    kept = {g.name: len(g.keep) for g in plan.groups}
+    assert kept == {"c1": 16, "c3": 16}
+
+
+def test_table_build_save_load_and_prediction(tmp_path):
+    model = _tiny()
+    graph = ChannelGraph(model)
+    path = str(tmp_path / "latency.json")
+    table = build_table(model, cache=path, fractions=(0.5, 1.0), runs=3, verbose=0)
+    assert {p for p, *_ in table.per_layer(graph)} == {"c1", "dw", "c3", "head"}
+    assert all(ms >= 0 for *_, ms in table.per_layer(graph))
+    loaded = LatencyTable.load(path)
+    assert loaded.entries == json.loads(json.dumps(table.entries))
+    assert loaded.predict_model(graph) == pytest.approx(table.predict_model(graph))
+    assert loaded.runtime["dtype"] == "int8" and loaded.runtime["threads"] == 1
+    # the cache is reused: nothing left to measure, same entries
+    again = build_table(model, cache=path, fractions=(0.5, 1.0), runs=3, verbose=0,
+                        fit_overhead=False)
+    assert again.entries == loaded.entries
+
+
+def test_bad_table_file_is_one_clear_error_naming_it(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(LatencyTableError, match="bad.json' is not valid JSON"):
+        LatencyTable.load(str(bad))
+    other = tmp_path / "plan.json"
+    other.write_text(json.dumps({"format": "keras_slim.ChannelPlan/1"}))
+    with pytest.raises(LatencyTableError, match="plan.json' is not a keras_slim latency table"):
+        LatencyTable.load(str(other))
+    with pytest.raises(LatencyTableError, match="missing.json' does not exist"):
+        criterion_plan(_tiny(), "l1_norm", target={"latency_ms": 1.0},
+                       latency_table=str(tmp_path / "missing.json"))
+
+
+def test_import_benchmark_model_op_profile():
+    rows = parse_op_profile(FIXTURE)
+    assert [r["node_type"] for r in rows] == ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D",
+                                              "MEAN", "FULLY_CONNECTED"]
+    assert rows[0]["avg_ms"] == 0.090
+    graph = ChannelGraph(_tiny())
+    table = import_op_profile(FIXTURE, graph)
+    assert table.runtime["threads"] == 4 and table.source == "benchmark_model"
+    per_layer = {p: ms for p, _, _, ms in table.per_layer(graph)}
+    assert per_layer["c1"] == pytest.approx(0.090)
+    assert per_layer["dw"] == pytest.approx(0.040)
+    assert per_layer["c3"] == pytest.approx(0.050)
+    assert per_layer["head"] is None  # the FC node's name does not name the layer
+    assert table.overhead_ms == pytest.approx(0.020)
+    # one point per layer: half the output channels, half the time
+    c3 = graph.op_by_path["c3"]
+    assert table.predict(c3, 16, 16) == pytest.approx(0.025)
+
+
+def test_profile_without_the_section_is_a_clear_error():
+    with pytest.raises(LatencyTableError, match="Operator-wise Profiling Info"):
+        parse_op_profile("Inference timings in us: 200\n")
+
+
+def test_iterative_steps_reach_the_target_with_fine_tuning_between():
+    model = models.build("vgg_small", input_shape=(16, 16, 1))
+    full = metrics.profile(model)["macs"]
+    seen = []
+
+    def fine_tune(m, step):
+        seen.append((step, metrics.profile(m)["macs"]))
+
+    from keras_slim.core.iterative import prune_iteratively
+    pruned, plans = prune_iteratively(model, "l1_norm", {"macs": 0.4}, iterative_steps=2,
+                                      fine_tune=fine_tune)
+    assert [s for s, _ in seen] == [1, 2] and len(plans) == 2
+    assert seen[0][1] <= 0.4 ** 0.5 * full and seen[0][1] > 0.4 * full
+    assert metrics.profile(pruned)["macs"] == seen[1][1] <= 0.4 * full
+
+
+def _run(app_name, *argv):
+    import importlib
+    from keras_slim.apps import common
+    return common.run_in_process(importlib.import_module(f"keras_slim.apps.{app_name}"),
+                                 [app_name, *argv])
+
+
+def test_prune_app_targets(tmp_path, capsys):
+    from absl import app
+    model = models.build("vgg_small", input_shape=(16, 16, 1))
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    _run("prune", f"--model_path={path}", "--criterion=l1_norm", "--target_macs=0.5",
+         "--dry_run")
+    assert "target {'macs': 0.5}: achieved macs=" in capsys.readouterr().out
+    table = _synthetic_table(ChannelGraph(model))
+    table_path = str(tmp_path / "lat.json")
+    table.save(table_path)
+    goal = 0.5 * table.predict_model(ChannelGraph(model))
+    out = tmp_path / "pruned"
+    _run("prune", f"--model_path={path}", "--criterion=l1_norm", f"--output_dir={out}",
+         f"--target_latency_ms={goal}", f"--latency_table={table_path}")
+    pruned = keras.models.load_model(str(out / "pruned.keras"))
+    assert table.predict_model(ChannelGraph(pruned)) <= goal
+    with pytest.raises(Exception, match="--target_latency_ms needs --latency_table"):
+        _run("prune", f"--model_path={path}", "--target_latency_ms=1.0", "--dry_run")
+    with pytest.raises(app.UsageError, match="--ratio and --target_macs"):
+        _run("prune", f"--model_path={path}", "--ratio=0.3", "--target_macs=0.5", "--dry_run")
+    bad = tmp_path / "bad.json"
+    bad.write_text("[]")
+    with pytest.raises(app.UsageError, match="bad.json' is not a keras_slim latency table"):
+        _run("prune", f"--model_path={path}", "--target_latency_ms=1.0",
+             f"--latency_table={bad}", "--dry_run")
+
+
+def test_benchmark_app_prints_layers_and_predicted_vs_measured(tmp_path, capsys):
+    path = str(tmp_path / "tiny.keras")
+    _tiny().save(path)
+    _run("benchmark", f"--model_path={path}", "--mode=float32", "--runs=5",
+         f"--output_dir={tmp_path / 'bench'}", f"--latency_table={tmp_path / 'lat.json'}")
+    out = capsys.readouterr().out
+    assert "predicted" in out and "measured" in out and "dw" in out
+    result = json.loads((tmp_path / "bench" / "benchmark.json").read_text())
+    assert result["latency_prediction"]["measured_ms"] > 0
+    assert LatencyTable.load(str(tmp_path / "lat.json")).runtime["dtype"] == "float32"
