@@ -79,3 +79,28 @@ def test_student_and_teacher_must_share_classes(teacher):
     other = keras.Model(inputs, keras.layers.Dense(5)(inputs))
     with pytest.raises(ValueError, match="same classes"):
         distillation.distiller(other, teacher)
+
+
+def test_pipelines_take_distill_arguments():
+    """network_slimming(...) and run_dce(...) fine-tune through the distiller when asked."""
+    from keras_slim.dce.pipeline import run_dce
+    from keras_slim.slimming.pipeline import network_slimming
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8, 8, 3)).astype("float32")
+    y = (x[..., 0].mean((1, 2)) > 0).astype("int64")
+    inputs = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.ReLU()(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(inputs, keras.layers.Dense(2)(h))
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    result = network_slimming(model, ds, 1, 1, ratio=0.5, l1=1e-3, verbose=0, round_to=1,
+                              distill=True, temperature=2.0, alpha=0.7)
+    assert "distillation_loss" in result.histories[-1][1]
+    dce = run_dce(model, ds, fraction=0.5, epochs=1, finetune_epochs=1, warmup_steps=1,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  round_to=1, distill=True)
+    assert "distillation_loss" in dce.finetune_history.history
