@@ -384,11 +384,22 @@ def launcher(define_flags, main):
     return launch
 
 
+_DEFINED_IN_PROCESS = set()
+
+
+_DEFINED_IN_PROCESS = set()
+
+
 def run_in_process(app_module, argv):
     """Run an app as `python -m` would, in this process (tests, notebooks): its flags
     defined afresh and parsed from argv (argv[0] is the program name). A usage error
-    propagates as app.UsageError instead of exiting."""
+    propagates as app.UsageError instead of exiting. Flags an earlier app defined are
+    removed first, so their validators (required flags) do not apply to this one."""
+    for name in _DEFINED_IN_PROCESS & set(FLAGS):
+        delattr(FLAGS, name)
+    known = set(FLAGS)
     app_module.define_flags()
+    _DEFINED_IN_PROCESS.update(set(FLAGS) - known)
     FLAGS.unparse_flags()
     rest = FLAGS(list(argv))
     return app_module.main(rest)

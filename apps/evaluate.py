@@ -30,7 +30,7 @@ def main(argv):
     elif FLAGS.dataset not in data.SUPPORTED and FLAGS.image_size is None:
         from keras_slim import export
         # A .tflite's input size: what the images are resized to.
-        shape = export.load_interpreter(FLAGS.model_path).get_input_details()[0]["shape"]
+        shape = export.load_interpreter(FLAGS.model_path)[0].get_input_details()[0]["shape"]
         FLAGS.image_size = int(shape[1])
     with common.data_errors():
         x, y = data.numpy_arrays(FLAGS.dataset, FLAGS.split, take=FLAGS.take,

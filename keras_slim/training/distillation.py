@@ -67,11 +67,17 @@ def distiller(student, teacher, temperature=DEFAULT_TEMPERATURE, alpha=DEFAULT_A
                          f"teacher {teacher.name!r} {teacher.output_shape}: distillation "
                          f"needs the same classes.")
     if compat.KERAS3:
-        return keras.distillation.Distiller(
+        trainer = keras.distillation.Distiller(
             teacher=teacher, student=student,
             distillation_losses=keras.distillation.LogitsDistillation(temperature),
             student_loss_weight=1.0 - float(alpha))
-    return _LegacyDistiller(student, teacher, temperature, alpha)
+    else:
+        trainer = _LegacyDistiller(student, teacher, temperature, alpha)
+    shape = tuple(student.input_shape)
+    if None not in shape[1:]:
+        # Built now, so checkpoint callbacks (BackupAndRestore) accept it.
+        trainer(tf.zeros((1,) + shape[1:], student.inputs[0].dtype))
+    return trainer
 
 
 class _LegacyDistiller(keras.Model):

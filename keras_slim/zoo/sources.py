@@ -121,7 +121,7 @@ def _folder_dataset(spec, root, split, seed):
         color_mode="grayscale" if spec.input_shape[-1] == 1 else "rgb",
         batch_size=None, image_size=spec.input_shape[:2], shuffle=True, seed=seed,
         validation_split=fraction if fraction > 0 else None,
-        subset=subset if fraction > 0 else None, verbose=False)
+        subset=subset if fraction > 0 else None)
 
 
 # ---------------------------------------------------------------------- tfrecord
