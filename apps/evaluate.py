@@ -11,10 +11,9 @@ FLAGS = flags.FLAGS
 def define_flags():
     """This app's flags (defined on demand, so every app imports in one process)."""
     common.define_model_path_flag("A .keras model or a .tflite file.")
-    flags.DEFINE_enum("dataset", "fashion_mnist", common.data.SUPPORTED, "Dataset.")
+    common.define_dataset_flags()
     flags.DEFINE_string("split", "test", "Split, tfds style (test, train[:5000], ...).")
     flags.DEFINE_integer("take", None, "Only the first N examples.", lower_bound=1)
-    flags.DEFINE_string("local_data_dir", None, "Directory with the dataset's idx files.")
     common.allow_redefinition()
 
 
@@ -25,14 +24,23 @@ def main(argv):
 
     from keras_slim.zoo import data
 
-    x, y = data.numpy_arrays(FLAGS.dataset, FLAGS.split, take=FLAGS.take,
-                             local_dir=FLAGS.local_data_dir)
-    if FLAGS.model_path.endswith(".tflite"):
+    model = None
+    if not FLAGS.model_path.endswith(".tflite"):
+        model = common.load_keras_model(FLAGS.model_path)
+    elif FLAGS.dataset not in data.SUPPORTED and FLAGS.image_size is None:
+        from keras_slim import export
+        # A .tflite's input size: what the images are resized to.
+        shape = export.load_interpreter(FLAGS.model_path)[0].get_input_details()[0]["shape"]
+        FLAGS.image_size = int(shape[1])
+    with common.data_errors():
+        x, y = data.numpy_arrays(FLAGS.dataset, FLAGS.split, take=FLAGS.take,
+                                 **common.data_kwargs(model))
+    if model is None:
         from keras_slim import export
         logits = export.predict(FLAGS.model_path, x)
     else:
-        logits = common.load_keras_model(FLAGS.model_path).predict(x, batch_size=256,
-                                                                    verbose=0)
+        common.check_model_fits(model, common.dataset_info(model))
+        logits = model.predict(x, batch_size=256, verbose=0)
     accuracy = float(np.mean(np.asarray(logits).reshape(len(x), -1).argmax(1) == y))
     print(f"{FLAGS.model_path}: accuracy {accuracy:.2%} on {len(x)} examples of "
           f"{FLAGS.dataset} {FLAGS.split}")

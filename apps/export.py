@@ -13,9 +13,7 @@ def define_flags():
     common.define_model_path_flag()
     flags.DEFINE_enum("mode", "int8", ["float32", "float16", "dynamic", "int8", "int16x8"],
                       "Conversion mode (int8: full integer, int8 input and output).")
-    flags.DEFINE_enum("dataset", "fashion_mnist", common.data.SUPPORTED,
-                      "Dataset for calibration, verification and the embedded metadata.")
-    flags.DEFINE_string("local_data_dir", None, "Directory with the dataset's idx files.")
+    common.define_dataset_flags()  # calibration, verification and the metadata
     flags.DEFINE_integer("representative_samples", 200, "Training images for int8 calibration.",
                          lower_bound=1)
     flags.DEFINE_integer("eval_samples", 1000, "Test images for the agreement check.",
@@ -36,16 +34,20 @@ def main(argv):
     from keras_slim.core.plan import ChannelPlan
 
     model = common.load_keras_model(FLAGS.model_path)
+    info = common.dataset_info(model)
+    common.check_model_fits(model, info)
+    kwargs = common.data_kwargs(model)
     calibration = None
-    if FLAGS.mode in ("int8", "int16x8"):
-        calibration = data.representative_dataset(FLAGS.dataset, FLAGS.representative_samples,
-                                                  local_dir=FLAGS.local_data_dir)
+    with common.data_errors():
+        if FLAGS.mode in ("int8", "int16x8"):
+            calibration = common.with_progress(data.representative_dataset(
+                FLAGS.dataset, FLAGS.representative_samples, **kwargs),
+                FLAGS.representative_samples)
+        x, y = data.numpy_arrays(FLAGS.dataset, "test", take=FLAGS.eval_samples, **kwargs)
     plan = ChannelPlan.load(FLAGS.plan) if FLAGS.plan else None
-    meta = export.build_metadata(dataset=FLAGS.dataset, plan=plan)
+    meta = export.build_metadata(dataset=info, plan=plan)
     export.convert(model, FLAGS.mode, representative_data=calibration,
                    output_path=FLAGS.output, metadata=meta)
-    x, y = data.numpy_arrays(FLAGS.dataset, "test", take=FLAGS.eval_samples,
-                             local_dir=FLAGS.local_data_dir)
     report = export.verify(FLAGS.output, keras_model=model, x=x, y=y)
     print(f"{FLAGS.output}: {report['size_bytes'] / 1024:.1f} KB, {FLAGS.mode}, ops "
           f"{', '.join(report['ops'])}")

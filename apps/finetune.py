@@ -2,6 +2,10 @@
 
     python -m keras_slim.apps.finetune --model_path=run/pruned/pruned.keras --epochs=3 \
         --learning_rate=0.01 --output_dir=run/finetuned
+    python -m keras_slim.apps.finetune --model_path=pruned.keras --teacher_path=before.keras \
+        --temperature=4 --alpha=0.5          # distillation from the unpruned model
+    python -m keras_slim.apps.finetune --model_path=mobilenet.keras --replace_head \
+        --dataset=folder:photos               # a new classifier for your classes
 
 Writes finetuned.keras, state.json and TensorBoard logs to --output_dir. Any L1 term on
 BN γ (SlimBatchNormalization) is switched off and DCE gates are removed first.
@@ -10,7 +14,7 @@ Checkpoints and resume as in apps.train.
 import os
 
 from keras_slim.apps import common  # noqa: F401  (quiets TF before it loads)
-from absl import app, flags
+from absl import flags
 
 
 FLAGS = flags.FLAGS
@@ -24,11 +28,19 @@ def define_flags():
     common.define_output_flag("finetune")
     common.define_strategy_flags()
     common.define_checkpoint_flags()
+    common.define_head_flag()
+    common.define_distill_flags(default=True)
+    flags.DEFINE_string("teacher_path", None, "Distillation: the unpruned (or "
+                        "sparsity-trained) model to learn from, besides the labels.")
+    flags.register_validator("teacher_path", lambda p: p is None or os.path.exists(p),
+                             message="--teacher_path does not name an existing file.")
     flags.DEFINE_integer("epochs", 1, "Fine-tuning epochs.", lower_bound=1)
     common.allow_redefinition()
 
 RUN_FLAGS = ("model_path", "dataset", "local_data_dir", "train_take", "batch_size",
-             "learning_rate", "lr_schedule", "seed", "epochs")
+             "learning_rate", "lr_schedule", "seed", "epochs", "image_size",
+             "validation_split", "split_seed", "replace_head", "teacher_path", "distill",
+             "temperature", "alpha")
 PHASE = "finetune"
 
 
@@ -51,24 +63,28 @@ def run(argv):
               f"{done['accuracy_before']:.2%} → {done['accuracy_after']:.2%}")
         return
     keras.utils.set_random_seed(FLAGS.seed)
-    model = common.load_keras_model(FLAGS.model_path)
+    model, train, test, info = common.model_and_data()
     if gating.gates_of(model):
         model = gating.strip_gates(model)
     if slimming.slim_layers(model):
         slimming.set_l1(model, 0.0)
-    train, test, info = common.train_and_test()
-    if tuple(model.input_shape[1:]) != tuple(info.input_shape):
-        raise app.UsageError(f"--model_path={FLAGS.model_path} takes inputs of shape "
-                             f"{tuple(model.input_shape[1:])}, --dataset={FLAGS.dataset} "
-                             f"has {tuple(info.input_shape)}.")
     steps = int(train.cardinality())
     common.compile_fn(steps * FLAGS.epochs)(model)
     before = accuracy(model, test)  # of --model_path: resume.fit restores a checkpoint
+    trainer = model
+    if FLAGS.teacher_path and FLAGS.distill:
+        teacher = common.load_keras_model(FLAGS.teacher_path, flag="teacher_path")
+        if gating.gates_of(teacher):
+            teacher = gating.strip_gates(teacher)
+        trainer = common.distiller(model, teacher, "teacher_path")
+        common.compile_fn(steps * FLAGS.epochs)(trainer)
+        print(f"distillation from {FLAGS.teacher_path}: T={FLAGS.temperature}, "
+              f"α={FLAGS.alpha}")
     ckpt = state.checkpoint_dir(PHASE)
     print(f"\n== fine-tune {FLAGS.model_path}: {FLAGS.epochs} epoch(s) of {steps} steps; "
           f"test accuracy before: {before:.2%}")
     tb = os.path.join(out, "tensorboard", "finetune")
-    resumed_at = common.resumable_fit(model, train, FLAGS.epochs, ckpt, validation_data=test,
+    resumed_at = common.resumable_fit(trainer, train, FLAGS.epochs, ckpt, validation_data=test,
                             callbacks=[keras.callbacks.TensorBoard(tb)])
     after = accuracy(model, test)
     path = os.path.join(out, "finetuned.keras")

@@ -6,6 +6,8 @@ compensation) → fine-tune → export int8 .tflite → verify in LiteRT → bef
     python -m keras_slim.apps.slim                                  # Fashion-MNIST, vgg_small
     python -m keras_slim.apps.slim --epochs=1 --finetune_epochs=1 --train_take=5000 --output_dir=/tmp/r
     python -m keras_slim.apps.slim --flagfile=my.flags
+    python -m keras_slim.apps.slim --model_path=my_mobilenet.keras --dataset=folder:photos \
+        --pretrained            # your own model and photos: short sparsity phase, lower lr
 
 Rerunning with the same --output_dir resumes: finished phases (recorded in state.json)
 are skipped and an interrupted training phase continues from its last checkpoint
@@ -27,6 +29,10 @@ def define_flags():
     common.define_output_flag("slim")
     common.define_strategy_flags()
     common.define_checkpoint_flags()
+    common.define_distill_flags(default=True)
+    flags.DEFINE_bool("pretrained", False, "The model starts trained (--model_path, "
+                      "--weights=imagenet): 1 sparsity epoch, λ and learning rate 10× lower "
+                      "unless given on the command line.")
     flags.DEFINE_integer("epochs", 2, "Sparsity-training epochs.", lower_bound=1)
     flags.DEFINE_integer("finetune_epochs", 1, "Fine-tuning epochs after pruning.", lower_bound=0)
     flags.DEFINE_float("l1", 5e-3, "λ of the L1 penalty on BN γ (the paper uses 1e-4 over 160 "
@@ -43,6 +49,8 @@ def define_flags():
                                  message="--representative_samples exceeds the training split.")
     def _calibration_fits(values):
         from keras_slim.zoo import data
+        if values["dataset"] not in data.SUPPORTED:
+            return True  # checked when the data is read
         return values["representative_samples"] <= data.info(values["dataset"]).num_examples["train"]
     common.allow_redefinition()
 
@@ -75,7 +83,19 @@ def format_table(rows):
 
 RUN_FLAGS = ("dataset", "local_data_dir", "train_take", "batch_size", "model",
              "learning_rate", "lr_schedule", "seed", "epochs", "finetune_epochs", "l1",
-             "ratio", "round_to")
+             "ratio", "round_to", "model_path", "weights", "replace_head", "image_size",
+             "validation_split", "split_seed", "distill", "temperature", "alpha",
+             "pretrained")
+
+
+def apply_pretrained_defaults():
+    """--pretrained: settings that keep what the model knows, where the user did not set
+    them (keras_slim.pipeline.defaults)."""
+    from keras_slim.pipeline import defaults
+
+    for name, value in defaults(pretrained=True).items():
+        if name in FLAGS and not FLAGS[name].present:
+            FLAGS[name].value = value
 
 
 def plot_report(rows, path):
@@ -116,12 +136,13 @@ def run(argv):
     from keras_slim import export
     from keras_slim.zoo import data
     from keras_slim.core import metrics
-    from keras_slim.zoo import models
     from keras_slim.slimming import pipeline as network_slimming
     from keras_slim import slimming
     from keras_slim.compat import keras
 
     common.quiet_logs()
+    if FLAGS.pretrained:
+        apply_pretrained_defaults()
     out = common.output_dir("slim")
     state = common.run_state(out, RUN_FLAGS)
     if state.done("report"):
@@ -130,7 +151,7 @@ def run(argv):
             print(f.read().strip("`\n"))
         return
     keras.utils.set_random_seed(FLAGS.seed)
-    train, test, info = common.train_and_test()
+    model, train, test, info = common.model_and_data()
     steps = int(train.cardinality())
     tb = os.path.join(out, "tensorboard")
     slim_path, before_path = (os.path.join(out, n) for n in ("sparsity.keras", "before.keras"))
@@ -138,12 +159,11 @@ def run(argv):
     after_path = os.path.join(out, "after.keras")
     slim = before = pruned = plan = after = None
 
-    print(f"\n== 1/4 sparsity training: {FLAGS.model} on {FLAGS.dataset}, λ={FLAGS.l1}")
+    print(f"\n== 1/4 sparsity training: {FLAGS.model_path or FLAGS.model} on {FLAGS.dataset}, "
+          f"λ={FLAGS.l1}")
     if state.done("sparsity"):
         print(state.skip_message("sparsity"))
     else:
-        model = models.build(FLAGS.model, input_shape=info.input_shape,
-                             num_classes=info.num_classes)
         slim = slimming.slimmable(model, l1=FLAGS.l1)  # as network_slimming.sparsity_train
         common.compile_fn(steps * FLAGS.epochs)(slim)
         common.resumable_fit(slim, train, FLAGS.epochs, state.checkpoint_dir("sparsity"),
@@ -168,14 +188,21 @@ def run(argv):
         print(plan.table())
         state.finish("prune", pruned="pruned.keras", plan="plan.json")
 
-    print(f"\n== 3/4 fine-tune {FLAGS.finetune_epochs} epoch(s)")
+    how = (f", distilled from the sparsity-trained model (T={FLAGS.temperature}, "
+           f"α={FLAGS.alpha})" if FLAGS.distill else "")
+    print(f"\n== 3/4 fine-tune {FLAGS.finetune_epochs} epoch(s){how}")
     if state.done("finetune"):
         print(state.skip_message("finetune"))
     else:
         after = pruned or common.load_keras_model(pruned_path)
         common.compile_fn(steps * FLAGS.finetune_epochs)(after)
+        trainer = after
+        if FLAGS.distill:
+            before = before or common.load_keras_model(before_path)
+            trainer = common.distiller(after, before, "distill")
+            common.compile_fn(steps * FLAGS.finetune_epochs)(trainer)
         if FLAGS.finetune_epochs:
-            common.resumable_fit(after, train, FLAGS.finetune_epochs, state.checkpoint_dir("finetune"),
+            common.resumable_fit(trainer, train, FLAGS.finetune_epochs, state.checkpoint_dir("finetune"),
                        validation_data=test,
                        callbacks=[keras.callbacks.TensorBoard(os.path.join(tb, "finetune"))])
         after.save(after_path)
@@ -186,14 +213,16 @@ def run(argv):
     before = before or common.load_keras_model(before_path)
     after = after or common.load_keras_model(after_path)
     plan = plan or ChannelPlan.load(plan_path)
-    x, y = data.numpy_arrays(FLAGS.dataset, "test", take=FLAGS.eval_samples,
-                             local_dir=FLAGS.local_data_dir)
-    calibration = data.representative_dataset(FLAGS.dataset, FLAGS.representative_samples,
-                                               local_dir=FLAGS.local_data_dir)
+    kwargs = common.data_kwargs(after)
+    with common.data_errors():
+        x, y = data.numpy_arrays(FLAGS.dataset, "test", take=FLAGS.eval_samples, **kwargs)
+        calibration = common.with_progress(data.representative_dataset(
+            FLAGS.dataset, FLAGS.representative_samples, **kwargs),
+            FLAGS.representative_samples)
     rows = []
     for name, keras_model in (("before", before), ("after", after)):
         path = os.path.join(out, f"{name}_int8.tflite")
-        meta = export.build_metadata(dataset=FLAGS.dataset,
+        meta = export.build_metadata(dataset=info,
                                      plan=plan if name == "after" else None)
         export.convert(keras_model, "int8", representative_data=calibration,
                        output_path=path, metadata=meta)

@@ -4,6 +4,10 @@ Dynamic Channel Execution (a CUCB bandit picks a fraction p of the channels per 
     python -m keras_slim.apps.train --method=baseline --epochs=10
     python -m keras_slim.apps.train --method=slimming --l1=5e-3 --output_dir=runs/ns
     python -m keras_slim.apps.train --method=dce --fraction=0.5 --warmup_steps=100 --policy=cucb
+    python -m keras_slim.apps.train --model=keras.applications.MobileNetV2 --weights=imagenet \
+        --dataset=folder:photos --image_size=160 --learning_rate=0.005
+    python -m keras_slim.apps.train --model_path=mine.keras --custom_objects=my_layers \
+        --replace_head --dataset=folder:photos
 
 Writes model.keras (slimming: with plain BatchNormalization, for apps.prune
 --criterion=bn_gamma; dce: the gated model with every channel on, plus bandit.json for
@@ -53,7 +57,8 @@ def define_flags():
 # Flags a resumed run must share with the run it continues.
 RUN_FLAGS = ("method", "dataset", "local_data_dir", "train_take", "batch_size", "model",
              "learning_rate", "lr_schedule", "seed", "epochs", "l1", "fraction",
-             "warmup_steps", "policy", "exploration", "compact")
+             "warmup_steps", "policy", "exploration", "compact", "model_path", "weights",
+             "replace_head", "image_size", "validation_split", "split_seed")
 PHASE = "train"
 
 
@@ -88,7 +93,6 @@ def _restore_bandits(callback):
 def run(argv):
     del argv
     from keras_slim.dce import gates as gating
-    from keras_slim.zoo import models
     from keras_slim import slimming
     from keras_slim.compat import keras
 
@@ -100,10 +104,8 @@ def run(argv):
         print(f"{FLAGS.method} training {state.skip_message(PHASE)}; --noresume to retrain.")
         return
     keras.utils.set_random_seed(FLAGS.seed)
-    train, test, info = common.train_and_test()
+    model, train, test, info = common.model_and_data()
     steps = int(train.cardinality())
-    model = models.build(FLAGS.model, input_shape=info.input_shape,
-                         num_classes=info.num_classes)
     tb = os.path.join(out, "tensorboard")
     ckpt = state.checkpoint_dir(PHASE)
     callbacks = [keras.callbacks.TensorBoard(os.path.join(tb, FLAGS.method))]
@@ -124,7 +126,7 @@ def run(argv):
     what = {"baseline": "", "slimming": f", λ={FLAGS.l1}",
             "dce": f", p={FLAGS.fraction}, τ={FLAGS.warmup_steps}, policy={FLAGS.policy}, "
                    f"c={FLAGS.exploration}"}[FLAGS.method]
-    print(f"\n== {FLAGS.method} training: {FLAGS.model} on {FLAGS.dataset}, {FLAGS.epochs} "
+    print(f"\n== {FLAGS.method} training: {FLAGS.model_path or FLAGS.model} on {FLAGS.dataset}, {FLAGS.epochs} "
           f"epoch(s) of {steps} steps{what}")
     resumed_at = common.resumable_fit(model, train, FLAGS.epochs, ckpt, callbacks=callbacks,
                             validation_data=test, on_resume=on_resume)

@@ -36,7 +36,8 @@ def check_metadata(metadata):
 def build_metadata(label_names=None, mean=None, std=None, plan=None, dataset=None, **extra):
     """The metadata dict for convert(..., metadata=...).
 
-    dataset: a keras_slim.zoo.data dataset name; fills label_names/mean/std not given.
+    dataset: a keras_slim.zoo.data dataset name or DatasetInfo (e.g. of folder:PATH);
+        fills label_names/mean/std not given.
     plan: a keras_slim ChannelPlan (summarised) or any small JSON-able dict.
     """
     if dataset is not None:
@@ -45,7 +46,7 @@ def build_metadata(label_names=None, mean=None, std=None, plan=None, dataset=Non
         label_names = spec.label_names if label_names is None else label_names
         mean = spec.mean if mean is None else mean
         std = spec.std if std is None else std
-        extra.setdefault("dataset", dataset)
+        extra.setdefault("dataset", spec.name)
     out = dict(extra)
     if label_names is not None:
         out["label_names"] = [str(n) for n in label_names]

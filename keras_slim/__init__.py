@@ -12,6 +12,7 @@ Example:
     small = ks.rebuild(model, plan)                   # a new, narrower model
     print(ks.check_equivalence(ks.mask(model, plan), small)["max_abs"])
     print(ks.format_report(ks.compare(model, small)))
+    result = ks.slim(model, train_ds, method="slimming", ratio=0.5)  # all steps in one call
     ks.export_tflite(small, "int8", representative_data=x[:200], output_path="m.tflite")
 
 Names resolve on first use, so `import keras_slim` does not load TensorFlow by itself
@@ -55,6 +56,10 @@ _API = {
     "Rule": "keras_slim.core.rules",
     "RULE_KINDS": "keras_slim.core.rules",
     "load_model": "keras_slim.serialization",
+    # one call: model + data -> pruned, fine-tuned model
+    "slim": "keras_slim.pipeline",
+    "SlimResult": "keras_slim.pipeline",
+    "distiller": "keras_slim.training.distillation",
     "keras_slim_objects": "keras_slim.serialization",
     # Network Slimming
     "SlimBatchNormalization": "keras_slim.slimming",

@@ -21,6 +21,11 @@ def load_model(path, custom_objects=None, compile=True):
     `custom_objects`. Raises ValueError naming `path` if it cannot be read."""
     if not os.path.exists(path):
         raise ValueError(f"model file {path!r} does not exist.")
+    if os.path.isdir(path) and compat.KERAS3:
+        raise ValueError(f"{path!r} is a SavedModel directory: Keras 3 cannot rebuild its "
+                         f"layers (needed to prune it). Save the model as .keras where it "
+                         f"was built, or run with TF_USE_LEGACY_KERAS=1 for a tf_keras "
+                         f"SavedModel.")
     objects = dict(keras_slim_objects(), **(custom_objects or {}))
     try:
         return compat.keras.models.load_model(path, custom_objects=objects, compile=compile)

@@ -14,6 +14,8 @@ from keras_slim.core.rebuild import rebuild
 from keras_slim.dce.bandit import CUCB, _is_int
 from keras_slim.dce.callback import _STATE_FORMAT, CUCBCallback, _check_fraction
 from keras_slim.dce.gates import gate_model, gates_of, strip_gates
+from keras_slim.training import distillation
+from keras_slim.training.distillation import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 
 
 def _bandits_of(source):
@@ -104,7 +106,8 @@ def _fit(model, data, epochs, batch_size, callbacks, verbose, steps_per_epoch):
 def run_dce(model, train_data, fraction=0.5, epochs=1, finetune_epochs=1,
             keep_fraction=None, loss=None, optimizer="adam", metrics=None, layers=None,
             warmup_steps=100, exploration=1.0, policy="cucb", discount=None, seed=0,
-            round_to=8, batch_size=32, steps_per_epoch=None, checkpoint=None, verbose=0):
+            round_to=8, batch_size=32, steps_per_epoch=None, checkpoint=None, verbose=0,
+            distill=False, temperature=DEFAULT_TEMPERATURE, alpha=DEFAULT_ALPHA):
     """Dynamic Channel Execution in one call; `model` is not changed.
 
     Gates the model (gate_model), trains it `epochs` epochs with CUCBCallback (p =
@@ -114,6 +117,8 @@ def run_dce(model, train_data, fraction=0.5, epochs=1, finetune_epochs=1,
 
     train_data: a tf.data.Dataset / generator of (x, y) batches, or an (x, y) tuple
     (batched with batch_size). loss defaults to the loss `model` was compiled with.
+    distill: fine-tune by distillation from the DCE-trained model, gates stripped
+    (`temperature`, `alpha`: see keras_slim.training.distillation.distiller).
     Returns a DCEResult.
     """
     compat.ensure_model(model)
@@ -141,6 +146,11 @@ def run_dce(model, train_data, fraction=0.5, epochs=1, finetune_epochs=1,
     plan = dce_plan(callback, plain, keep_fraction, round_to=round_to, graph=graph)
     compact = rebuild(plain, plan, graph=graph)
     compact.compile(optimizer=_fresh_optimizer(optimizer), loss=loss, metrics=metrics)
-    finetune = _fit(compact, train_data, finetune_epochs, batch_size, None, verbose,
+    trainer = compact
+    if distill:
+        trainer = distillation.distiller(compact, distillation.frozen_copy(plain),
+                                         temperature, alpha)
+        trainer.compile(optimizer=_fresh_optimizer(optimizer), loss=loss, metrics=metrics)
+    finetune = _fit(trainer, train_data, finetune_epochs, batch_size, None, verbose,
                     steps_per_epoch) if finetune_epochs else None
     return DCEResult(compact, plan, callback, gated, history, finetune)

@@ -10,6 +10,8 @@ from keras_slim import slimming
 from keras_slim.compat import ensure_model, keras
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.rebuild import rebuild
+from keras_slim.training import distillation
+from keras_slim.training.distillation import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 
 
 def default_compile(model, learning_rate=0.05):
@@ -46,13 +48,19 @@ def prune(model, ratio, scope="global", compensate=True, graph=None, **plan_kwar
 
 
 def finetune(model, train_data, epochs, compile_fn=default_compile, validation_data=None,
-             callbacks=(), verbose=1):
-    """Fine-tune without the sparsity term (λ = 0 on any SlimBN left)."""
+             callbacks=(), verbose=1, teacher=None, temperature=DEFAULT_TEMPERATURE,
+             alpha=DEFAULT_ALPHA):
+    """Fine-tune without the sparsity term (λ = 0 on any SlimBN left); with a `teacher`
+    (frozen, logits out), by distillation (keras_slim.training.distillation)."""
     if slimming.slim_layers(model):
         slimming.set_l1(model, 0.0)
     compile_fn(model)
-    history = model.fit(train_data, epochs=epochs, validation_data=validation_data,
-                        callbacks=list(callbacks), verbose=verbose)
+    trainer = model
+    if teacher is not None:
+        trainer = distillation.distiller(model, teacher, temperature, alpha)
+        compile_fn(trainer)
+    history = trainer.fit(train_data, epochs=epochs, validation_data=validation_data,
+                          callbacks=list(callbacks), verbose=verbose)
     return model, history.history
 
 
@@ -77,8 +85,12 @@ class SlimmingResult:
 
 def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio, l1=1e-4,
                      passes=1, scope="global", compile_fn=default_compile,
-                     validation_data=None, verbose=1, gamma_log_dir=None, **plan_kwargs):
+                     validation_data=None, verbose=1, gamma_log_dir=None, distill=False,
+                     temperature=DEFAULT_TEMPERATURE, alpha=DEFAULT_ALPHA, **plan_kwargs):
     """The whole loop; `model` is not changed. Returns a SlimmingResult.
+
+    distill: fine-tune each pass by distillation from that pass's sparsity-trained model
+    (`temperature`, `alpha`: see keras_slim.training.distillation.distiller).
 
     With validation_data, the accuracy right after each rebuild (before fine-tuning) is
     recorded with and without bias compensation.
@@ -103,8 +115,10 @@ def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio,
             result.after_rebuild.append({
                 "compensated": _accuracy(pruned, validation_data, compile_fn),
                 "uncompensated": _accuracy(plain, validation_data, compile_fn)})
+        teacher = distillation.frozen_copy(slimming.strip(slim)) if distill else None
         current, hist = finetune(slimming.strip(pruned), train_data, finetune_epochs,
-                                 compile_fn, validation_data, verbose=verbose)
+                                 compile_fn, validation_data, verbose=verbose,
+                                 teacher=teacher, temperature=temperature, alpha=alpha)
         result.histories.append(("finetune", hist))
     result.model = current
     return result

@@ -134,12 +134,30 @@ _IDX_SHA256 = {
 _MAX_SHUFFLE_BUFFER = 50_000
 
 
-def info(name):
-    """DatasetInfo of a supported dataset, without touching any data."""
-    return _spec(name)
+def info(name, **source_kwargs):
+    """DatasetInfo of a dataset, without loading images. Besides the built-in names
+    (SUPPORTED): folder:PATH, tfrecord:GLOB and any tfds name (keras_slim.zoo.sources;
+    source_kwargs: image_size, channels, validation_split, data_dir)."""
+    if isinstance(name, DatasetInfo):
+        return name
+    if name in _REGISTRY and not source_kwargs.get("image_size"):
+        return _REGISTRY[name]
+    if name in _REGISTRY:
+        raise ValueError(f"image_size applies to folder:, tfrecord: and tfds datasets; "
+                         f"{name} has {_REGISTRY[name].input_shape[:2]}. "
+                         f"Received: image_size={source_kwargs['image_size']!r}")
+    from keras_slim.zoo import sources
+
+    return sources.info(name, **{k: v for k, v in source_kwargs.items() if v is not None})
+
+
+_SOURCE_INFO_ARGS = ("image_size", "channels", "validation_split", "data_dir")
+_SOURCE_LOAD_ARGS = ("validation_split", "split_seed")
 
 
 def _spec(name):
+    if isinstance(name, DatasetInfo):
+        return name
     if name not in _REGISTRY:
         raise ValueError(
             f"Unknown dataset {name!r}. Supported datasets: {', '.join(SUPPORTED)}.")
@@ -331,7 +349,8 @@ def _probe_download(name, timeout=5.0):
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY",
                                        "http_proxy", "ALL_PROXY", "all_proxy")):
         return  # Direct connections may be blocked while the proxy works; let tfds try.
-    url = urlsplit(_DOWNLOAD_URLS[name])
+    # Other tfds datasets come from many hosts; tfds' own mirror stands in for them.
+    url = urlsplit(_DOWNLOAD_URLS.get(name, "https://storage.googleapis.com/"))
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         socket.create_connection((url.hostname, port), timeout=timeout).close()
@@ -400,7 +419,7 @@ def augmentation(name):
     for the stateless random ops, which keeps a seeded pipeline reproducible even with
     parallel map calls.
     """
-    spec = _spec(name)
+    spec = _spec(name)   # a name or a DatasetInfo
     if not spec.augmentation:
         return None
     height, width, channels = spec.input_shape
@@ -429,7 +448,7 @@ def _pipeline(ds, spec, *, batch_size, augment, shuffle, take, seed, num_example
         # Shuffle the uint8 images: a quarter of the memory of float32 ones.
         ds = ds.shuffle(min(num_examples, _MAX_SHUFFLE_BUFFER), seed=seed,
                         reshuffle_each_iteration=True)
-    augment_fn = augmentation(spec.name) if augment else None
+    augment_fn = augmentation(spec) if augment else None
     if augment_fn is not None:
         # One (2,)-seed per example; new seeds every epoch, reproducible given `seed`.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
@@ -474,7 +493,8 @@ def _use_local(name, data_dir, local_dir):
 
 
 def load(name, split="train", batch_size=128, augment=None, shuffle=None, data_dir=None,
-         local_dir=None, take=None, seed=None, download=True, verify=True):
+         local_dir=None, take=None, seed=None, download=True, verify=True,
+         **source_kwargs):
     """Load a dataset as a batched, prefetched tf.data.Dataset; returns (dataset, info).
 
     Elements are (images float32 (B, H, W, C) normalised with info.mean / info.std,
@@ -497,13 +517,19 @@ def load(name, split="train", batch_size=128, augment=None, shuffle=None, data_d
     verify: check the local files' SHA-256 against the original release (known for
         fashion_mnist; other local datasets get the format checks only).
 
+    source_kwargs: for folder:PATH, tfrecord:GLOB and other tfds names
+        (keras_slim.zoo.sources): image_size, channels, validation_split, split_seed.
+
     Raises ValueError for a bad name, split or argument, or a corrupt local file;
     FileNotFoundError for a missing local file; DatasetUnavailableError when tfds
     cannot provide the dataset.
     """
-    spec = _spec(name)
     _check_positive_int(batch_size, "batch_size")
     _check_positive_int(take, "take", allow_none=True)
+    if isinstance(name, DatasetInfo) or name not in _REGISTRY or source_kwargs.get("image_size"):
+        return _load_source(name, split, batch_size, augment, shuffle, data_dir, take, seed,
+                            download, source_kwargs)
+    spec = _spec(name)
     num_examples = _split_size(split, spec)   # validates the split for both sources
     training = _parse_split(split, spec)[0][0] == "train" and "+" not in split
     augment = training if augment is None else bool(augment)
@@ -524,6 +550,28 @@ def load(name, split="train", batch_size=128, augment=None, shuffle=None, data_d
     return ds, spec
 
 
+def _load_source(name, split, batch_size, augment, shuffle, data_dir, take, seed, download,
+                 source_kwargs):
+    from keras_slim.zoo import sources
+
+    unknown = set(source_kwargs) - set(_SOURCE_INFO_ARGS) - set(_SOURCE_LOAD_ARGS)
+    if unknown:
+        raise TypeError(f"load() got unexpected arguments {sorted(unknown)}.")
+    spec = info(name, data_dir=data_dir,
+                **{k: v for k, v in source_kwargs.items() if k in _SOURCE_INFO_ARGS})
+    training = split == "train"
+    augment = training if augment is None else bool(augment)
+    shuffle = training if shuffle is None else bool(shuffle)
+    ds = sources.dataset(spec, split, seed=seed, data_dir=data_dir, download=download,
+                         shuffle_files=shuffle,
+                         **{k: v for k, v in source_kwargs.items()
+                            if k in _SOURCE_LOAD_ARGS and v is not None})
+    num_examples = spec.num_examples.get(split if split in spec.num_examples else "test", 1)
+    ds = _pipeline(ds, spec, batch_size=batch_size, augment=augment, shuffle=shuffle,
+                   take=take, seed=seed, num_examples=max(num_examples, 1))
+    return ds, spec
+
+
 def representative_dataset(name, num_samples=200, **load_kwargs):
     """Calibration data for tf.lite.TFLiteConverter.representative_dataset.
 
@@ -538,8 +586,10 @@ def representative_dataset(name, num_samples=200, **load_kwargs):
         raise TypeError(f"representative_dataset sets {', '.join(sorted(fixed))} itself.")
     load_kwargs.setdefault("split", "train")
     load_kwargs.setdefault("shuffle", False)
-    spec = _spec(name)
-    available = _split_size(load_kwargs["split"], spec)
+    spec = info(name, **{k: load_kwargs.get(k) for k in _SOURCE_INFO_ARGS
+                         if load_kwargs.get(k) is not None})
+    available = (spec.num_examples.get(load_kwargs["split"], 0)
+                 if spec.name not in _REGISTRY else _split_size(load_kwargs["split"], spec))
     if num_samples > available:
         raise ValueError(
             f"num_samples={num_samples} exceeds the {available} examples of "

@@ -1,0 +1,130 @@
+"""One call from a Keras model and data to a pruned, fine-tuned model:
+
+    import keras_slim as ks
+    result = ks.slim(model, train_ds, method="slimming", ratio=0.5, validation_data=val_ds,
+                     pretrained=True)
+    ks.export_tflite(result.model, "int8", representative_data=x[:200], output_path="m.tflite")
+
+It wraps the per-step API (keras_slim.slimming.pipeline.network_slimming,
+keras_slim.core.criteria.prune + fine-tune, keras_slim.dce.run_dce), which stays.
+"""
+from dataclasses import dataclass, field
+
+from keras_slim import compat
+from keras_slim.compat import keras
+from keras_slim.core import criteria, metrics
+from keras_slim.training import distillation
+from keras_slim.training.distillation import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
+
+__all__ = ["slim", "SlimResult", "defaults", "METHODS"]
+
+METHODS = ("slimming", "dce", "l1")
+
+# From scratch the sparsity phase also trains the net; a pretrained net (ImageNet, or
+# the user's trained model) needs only to push γ apart, and a high lr or λ would wipe
+# what it knows. The apps' --pretrained applies the same table.
+_DEFAULTS = {
+    False: {"epochs": 2, "l1": 5e-3, "learning_rate": 0.05},
+    True: {"epochs": 1, "l1": 5e-4, "learning_rate": 0.005},
+}
+
+
+def defaults(pretrained):
+    """{sparsity epochs, λ, learning rate} suited to a pretrained model or to training
+    from scratch (names as the apps' flags)."""
+    return dict(_DEFAULTS[bool(pretrained)])
+
+
+@dataclass
+class SlimResult:
+    model: object                 # pruned, fine-tuned Keras model
+    plan: object                  # the ChannelPlan applied (the last pass's)
+    report: dict                  # params / MACs before and after (+ accuracy)
+    method: str
+    histories: list = field(default_factory=list)   # (phase, history dict) in order
+
+
+def _compile_fn(learning_rate):
+    from keras_slim.slimming.pipeline import default_compile
+
+    return lambda model: default_compile(model, learning_rate)
+
+
+def _accuracy(model, data):
+    if data is None:
+        return None
+    return float(model.evaluate(data, verbose=0, return_dict=True)["accuracy"])
+
+
+def slim(model, train_data, method="slimming", ratio=0.5, target=None,
+         validation_data=None, distill=True, temperature=DEFAULT_TEMPERATURE,
+         alpha=DEFAULT_ALPHA, pretrained=False, sparsity_epochs=None, finetune_epochs=1,
+         l1=None, learning_rate=None, round_to=8, verbose=1, **plan_kwargs):
+    """Prune `model` and fine-tune it; `model` is not changed. Returns a SlimResult.
+
+    method: "slimming" (γ-L1 sparsity training, prune by |γ|), "l1" (prune by filter L1
+        norm, no sparsity phase: the quickest for a trained model) or "dce" (Dynamic
+        Channel Execution, keeping 1 - ratio of every gated group).
+    ratio: share of channels to remove; target: a cost target ({"macs": 0.5}, ...) handed
+        to keras_slim.core.criteria.prune instead (when given).
+    train_data, validation_data: tf.data datasets of (images, integer labels) batches;
+        the model outputs logits.
+    distill: fine-tune by distillation from the unpruned (slimming: sparsity-trained)
+        model, with `temperature` and `alpha` (keras_slim.training.distillation).
+    pretrained: pick defaults() for a trained model (short sparsity phase, 10× lower λ
+        and learning rate) instead of from scratch; sparsity_epochs, l1 and learning_rate
+        override them. Other keyword arguments go to the plan (scope, min_fraction, ...).
+    """
+    compat.ensure_model(model)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}. Received: {method!r}")
+    settings = defaults(pretrained)
+    epochs = settings["epochs"] if sparsity_epochs is None else sparsity_epochs
+    l1 = settings["l1"] if l1 is None else l1
+    compile_fn = _compile_fn(settings["learning_rate"] if learning_rate is None
+                             else learning_rate)
+    if target is not None:
+        plan_kwargs["target"] = target  # criteria.prune's cost target
+    distill_args = dict(distill=distill, temperature=temperature, alpha=alpha)
+
+    if method == "slimming":
+        from keras_slim.slimming.pipeline import network_slimming
+
+        result = network_slimming(model, train_data, epochs, finetune_epochs, ratio, l1,
+                                  compile_fn=compile_fn, verbose=verbose,
+                                  round_to=round_to, **distill_args, **plan_kwargs)
+        small, plan, histories = result.model, result.plans[-1], result.histories
+    elif method == "l1":
+        from keras_slim.slimming.pipeline import finetune
+
+        small, plan = criteria.prune(model, "l1_norm", ratio, round_to=round_to,
+                                     **plan_kwargs)
+        teacher = distillation.frozen_copy(model) if distill else None
+        small, history = finetune(small, train_data, finetune_epochs, compile_fn,
+                                  verbose=verbose, teacher=teacher, temperature=temperature,
+                                  alpha=alpha)
+        histories = [("finetune", history)]
+    else:
+        from keras_slim.dce.pipeline import run_dce
+
+        if target is not None:
+            raise ValueError("target= is not available with method='dce' (its plan keeps "
+                             "1 - ratio of every gated group); use ratio=.")
+        result = run_dce(model, train_data, fraction=1.0 - ratio, epochs=epochs,
+                         finetune_epochs=finetune_epochs,
+                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                         optimizer=keras.optimizers.SGD(
+                             settings["learning_rate"] if learning_rate is None
+                             else learning_rate, momentum=0.9),
+                         metrics=["accuracy"], round_to=round_to, verbose=verbose,
+                         **distill_args)
+        small, plan = result.model, result.plan
+        histories = [(phase, h.history) for phase, h in
+                     (("dce", result.history), ("finetune", result.finetune_history)) if h]
+        compile_fn(small)
+    report = metrics.compare(metrics.profile(model), small)
+    if validation_data is not None:
+        compile_fn(model_copy := distillation.frozen_copy(model))
+        report.update(accuracy_before=_accuracy(model_copy, validation_data),
+                      accuracy_after=_accuracy(small, validation_data))
+    return SlimResult(small, plan, report, method, histories)

@@ -1,0 +1,94 @@
+"""keras_slim.slim: the one-call pipeline equals the steps it wraps, forwards target=,
+and leaves the user's model alone."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_slim as ks
+from keras_slim.compat import keras
+from keras_slim.core import criteria
+from keras_slim.slimming import pipeline as steps
+from keras_slim.training import distillation
+
+
+def _data(n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8, 8, 3)).astype("float32")
+    y = (x[..., 0].mean((1, 2)) > x[..., 1].mean((1, 2))).astype("int64")
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+
+
+def _model(seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 3))
+    h = inputs
+    for i, width in enumerate((16, 16)):
+        h = keras.layers.Conv2D(width, 3, padding="same", name=f"conv{i}")(h)
+        h = keras.layers.BatchNormalization(name=f"bn{i}")(h)
+        h = keras.layers.ReLU()(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return keras.Model(inputs, keras.layers.Dense(2, name="head")(h))
+
+
+def test_slim_equals_the_step_by_step_pipeline_on_the_same_seed():
+    train, val = _data(), _data(64, 1)
+    model = _model()
+    keras.utils.set_random_seed(7)
+    result = ks.slim(model, train, method="slimming", ratio=0.5, validation_data=val,
+                     sparsity_epochs=2, finetune_epochs=2, l1=1e-3, learning_rate=0.05,
+                     round_to=1, verbose=0)
+
+    keras.utils.set_random_seed(7)
+    compile_fn = lambda m: steps.default_compile(m, 0.05)  # noqa: E731
+    slim_model, _ = steps.sparsity_train(model, train, 2, 1e-3, compile_fn, verbose=0)
+    pruned, plan, _ = steps.prune(slim_model, 0.5, round_to=1)
+    teacher = distillation.frozen_copy(ks.strip(slim_model))
+    small, _ = steps.finetune(ks.strip(pruned), train, 2, compile_fn, verbose=0,
+                              teacher=teacher)
+
+    manual = float(small.evaluate(val, verbose=0, return_dict=True)["accuracy"])
+    assert result.report["accuracy_after"] == pytest.approx(manual, abs=1e-6)
+    assert result.plan.to_dict()["groups"] == plan.to_dict()["groups"]
+    assert result.report["params_after"] < result.report["params_before"]
+    assert result.model.count_params() == small.count_params()
+
+
+def test_l1_method_prunes_fine_tunes_with_a_teacher_and_leaves_the_model_alone():
+    model = _model()
+    weights = [w.copy() for w in model.get_weights()]
+    result = ks.slim(model, _data(), method="l1", ratio=0.5, round_to=1, verbose=0,
+                     pretrained=True)
+    assert result.model.count_params() < model.count_params()
+    assert "distillation_loss" in result.histories[-1][1]
+    for w, w0 in zip(model.get_weights(), weights):
+        np.testing.assert_array_equal(w, w0)
+    assert all(layer.trainable for layer in model.layers)
+
+
+def test_target_is_forwarded_to_criteria_prune(monkeypatch):
+    seen = {}
+    real = criteria.prune
+
+    def spy(model, criterion, ratio, **kwargs):
+        seen.update(kwargs)
+        kwargs.pop("target", None)
+        return real(model, criterion, ratio, **kwargs)
+
+    monkeypatch.setattr(criteria, "prune", spy)
+    ks.slim(_model(), _data(), method="l1", target={"macs": 0.5}, round_to=1, verbose=0,
+            distill=False)
+    assert seen["target"] == {"macs": 0.5}
+    seen.clear()
+    ks.slim(_model(), _data(), method="l1", ratio=0.5, round_to=1, verbose=0, distill=False)
+    assert "target" not in seen
+
+
+def test_bad_method_is_a_clear_error():
+    with pytest.raises(ValueError, match="method must be one of"):
+        ks.slim(_model(), _data(), method="magic")
+
+
+def test_defaults_differ_for_pretrained_models():
+    scratch, pretrained = ks.pipeline.defaults(False), ks.pipeline.defaults(True)
+    assert pretrained["epochs"] < scratch["epochs"]
+    assert pretrained["learning_rate"] < scratch["learning_rate"]
