@@ -14,12 +14,12 @@ so it is also part of the `evaluate` loss). λ lives in a non-trainable weight o
 layer, read inside the traced step, so `set_l1` / `L1Schedule` change it without
 recompiling.
 """
-from keras_slim.slimming.callbacks import (GammaLogger, L1Schedule, SparsityPenalty, set_l1,
-                                           sparsity_penalty)
+from keras_slim.slimming.callbacks import (GammaLogger, GrowingL1, L1Schedule, ProximalL1,
+                                           SparsityPenalty, set_l1, sparsity_penalty)
 from keras_slim.slimming.convert import slimmable, strip
 from keras_slim.slimming.layer import SlimBatchNormalization, bn_weights, slim_layers
 from keras_slim.slimming.scores import dry_run, gamma_plan, gamma_scores, sparsity_summary
 
-__all__ = ["GammaLogger", "L1Schedule", "SlimBatchNormalization", "SparsityPenalty",
+__all__ = ["GammaLogger", "GrowingL1", "L1Schedule", "ProximalL1", "SlimBatchNormalization", "SparsityPenalty",
            "bn_weights", "dry_run", "gamma_plan", "gamma_scores", "set_l1", "slim_layers",
            "slimmable", "sparsity_penalty", "sparsity_summary", "strip"]
