@@ -163,3 +163,17 @@ def test_growing_l1_warns_and_holds_when_accuracy_drops():
         cb.on_epoch_end(2, {"val_accuracy": 0.85})
     cb.on_epoch_end(3, {"val_accuracy": 0.85})
     assert cb.held and cb.current == pytest.approx(1.0)  # no growth after the warning
+
+
+@pytest.mark.filterwarnings("ignore:GrowingL1")
+def test_network_slimming_with_proximal_growing_l1_and_calibration():
+    from keras_slim.slimming.pipeline import default_compile, network_slimming
+
+    data = __import__("tensorflow").data.Dataset.from_tensor_slices((X, Y)).batch(16)
+    result = network_slimming(toy(), data, 2, 1, 0.25, l1=0.3, proximal=True, grow_l1=True,
+                              calibration_data=X[:16], compile_fn=default_compile,
+                              validation_data=data, verbose=0, round_to=1)
+    sparsity = dict(result.histories)["sparsity"]
+    assert sparsity["l1"][0] == pytest.approx(0.6)  # grew once after epoch 1 (0.3 → 0.6)
+    assert result.report["params_after"] < result.report["params_before"]
+    assert set(result.after_rebuild[0]) == {"compensated", "uncompensated"}
