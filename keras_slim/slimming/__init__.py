@@ -9,6 +9,10 @@ Workflow::
     plan = gamma_plan(slim, 0.5)              # global |γ| percentile -> ChannelPlan
     small = rebuild(strip(slim), plan)        # strip: plain BN for deployment
 
+Exact zeros: `slimmable(model, l1, proximal=True)` and the `ProximalL1` callback apply
+the penalty as a soft-threshold step after each optimizer step. `normalize=True` makes it
+λ·mean|γ|; `GrowingL1` grows λ until a target share of γ is near zero.
+
 The penalty λ·Σ|γ| is added with `add_loss` on every call (like a weight regularizer,
 so it is also part of the `evaluate` loss). λ lives in a non-trainable weight of each
 layer, read inside the traced step, so `set_l1` / `L1Schedule` change it without
