@@ -38,6 +38,8 @@ def define_flags():
                       "Dynamic Channel Execution with a CUCB bandit per channel group.")
     flags.DEFINE_integer("epochs", 2, "Training epochs.", lower_bound=1)
     flags.DEFINE_float("l1", 5e-3, "slimming: λ of the L1 penalty on BN γ.", lower_bound=0.0)
+    flags.DEFINE_bool("proximal", False, "slimming: apply the L1 term as a soft-threshold of γ "
+                      "after each optimizer step (ProximalL1): unimportant γ become exactly 0.")
     flags.DEFINE_float("fraction", 0.5, "dce: share p of each group's channels active per "
                        "step, in (0, 1].")
     flags.DEFINE_integer("warmup_steps", 100, "dce: steps τ of uniformly random active sets "
@@ -58,7 +60,7 @@ def define_flags():
 RUN_FLAGS = ("method", "dataset", "local_data_dir", "train_take", "batch_size", "model",
              "learning_rate", "lr_schedule", "seed", "epochs", "l1", "fraction",
              "warmup_steps", "policy", "exploration", "compact", "model_path", "weights",
-             "replace_head", "image_size", "validation_split", "split_seed")
+             "replace_head", "image_size", "validation_split", "split_seed", "proximal")
 PHASE = "train"
 
 
@@ -111,9 +113,10 @@ def run(argv):
     callbacks = [keras.callbacks.TensorBoard(os.path.join(tb, FLAGS.method))]
     on_resume, bandit = None, None
     if FLAGS.method == "slimming":
-        model = slimming.slimmable(model, l1=FLAGS.l1)
+        model = slimming.slimmable(model, l1=FLAGS.l1, proximal=FLAGS.proximal)
         callbacks = [slimming.L1Schedule(FLAGS.l1),
                      slimming.GammaLogger(os.path.join(tb, "gamma"))] + callbacks
+        callbacks += [slimming.ProximalL1()] if FLAGS.proximal else []
     elif FLAGS.method == "dce":
         model = gating.gate_model(model, FLAGS.fraction, compact=FLAGS.compact)
         from keras_slim.dce.tensorboard import ActiveChannelLogger

@@ -67,6 +67,8 @@ _API = {
     "strip": "keras_slim.slimming",
     "L1Schedule": "keras_slim.slimming",
     "GammaLogger": "keras_slim.slimming",
+    "ProximalL1": "keras_slim.slimming",
+    "GrowingL1": "keras_slim.slimming",
     "gamma_plan": "keras_slim.slimming",
     "sparsity_summary": "keras_slim.slimming",
     "network_slimming": "keras_slim.slimming.pipeline",

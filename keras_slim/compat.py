@@ -60,6 +60,23 @@ def count_params(model, trainable_only=False):
     return int(sum(int(tf.size(w)) for w in weights))
 
 
+def last_learning_rate(optimizer):
+    """The learning rate the optimizer's last step used, as a float32 tensor: a schedule
+    is evaluated at that step (iterations - 1). Both flavours keep the schedule or the
+    variable in `_learning_rate` (Keras 3's `learning_rate` would evaluate the schedule
+    at the next step, tf_keras' returns a variable updated inside the step)."""
+    inner = getattr(optimizer, "inner_optimizer", None)  # LossScaleOptimizer
+    if inner is not None:
+        optimizer = inner
+    lr = getattr(optimizer, "_learning_rate", None)
+    if lr is None:
+        lr = optimizer.learning_rate
+    if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
+        step = tf.maximum(tf.convert_to_tensor(optimizer.iterations) - 1, 0)
+        lr = lr(step)
+    return tf.cast(tf.convert_to_tensor(lr), tf.float32)
+
+
 # --- Functional-graph config: the serialized form differs between flavours. ---
 
 class GraphError(ValueError):

@@ -106,19 +106,21 @@ def dce(strategy, compact, synchronized, warmup_steps):
             "weights": weights_of(gated, ["c1", "bn1", "c2", "bn2", "out"])}
 
 
-def slim(strategy):
+def slim(strategy, proximal=False):
     from keras_slim import slimming
 
     keras.utils.set_random_seed(0)
     gammas = {"bn1": STRONG_GAMMA[::-1].copy(), "bn2": STRONG_GAMMA.copy()}
+    l1 = 4.0 if proximal else 0.5  # proximal: 6 steps of 0.2 bring γ ≤ 1.2 to 0
     with strategy.scope():
         model = chain_net(True)
         set_weights(model, gammas)
-        model = slimming.slimmable(model, l1=0.5)
+        model = slimming.slimmable(model, l1=l1, proximal=proximal)
         model.compile(optimizer=keras.optimizers.SGD(0.05), loss=LOSS)
     penalty0 = slimming.sparsity_penalty(model)
     model.fit(dataset(strategy), epochs=1, verbose=0, shuffle=False,
-              callbacks=[slimming.L1Schedule(0.5)])
+              callbacks=[slimming.L1Schedule(l1)]
+              + ([slimming.ProximalL1()] if proximal else []))
     plan = slimming.gamma_plan(model, 0.5, round_to=1)
     return {"penalty": [penalty0, slimming.sparsity_penalty(model)],
             "gamma": {p: g.tolist() for p, g in slimming.gamma_scores(model).items()},
@@ -131,6 +133,7 @@ SCENARIOS = {
     "dce_masked": lambda s: dce(s, compact=False, synchronized=False,
                                 warmup_steps=STEPS),
     "slim": slim,
+    "slim_proximal": lambda s: slim(s, proximal=True),
 }
 
 

@@ -154,6 +154,19 @@ def test_train_baseline_and_slimming(method, tmp_path):
 
 
 @needs_fmnist
+def test_train_slimming_proximal_gives_exact_zero_gamma(tmp_path):
+    from keras_slim.serialization import load_model
+    from keras_slim.slimming import gamma_scores
+
+    out = tmp_path / "proximal"
+    result = run_app("train", "--method=slimming", "--proximal", "--l1=20", "--epochs=1",
+                     f"--output_dir={out}", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    gammas = np.concatenate(list(gamma_scores(load_model(str(out / "model.keras"))).values()))
+    assert (gammas == 0).sum() > 0, gammas
+
+
+@needs_fmnist
 def test_slim_resumes_in_its_finetune_phase_without_redoing_earlier_phases(tmp_path):
     out = tmp_path / "slim"
     # 512 images / 64: 8 steps per epoch; sparsity training = steps 1-8, fine-tuning 9-16.

@@ -39,6 +39,9 @@ WEAK_C1 = [1, 3, 4, 6]  # distribute_worker.WEAK_C1
 def _env(**extra):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # the worker runs from tests/: import this checkout, not an installed keras_slim
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     env.update(extra)
     return env
 
@@ -129,6 +132,19 @@ def test_mirrored_slimming_matches_one_device(mirrored):
                                    err_msg=f"|γ| of {path}")
     np.testing.assert_allclose(two["penalty"], one["penalty"], rtol=1e-5)
     assert _keep(two) == _keep(one)
+    _assert_weights_close(one, two, atol=1e-5)
+
+
+def test_mirrored_proximal_slimming_matches_one_device(mirrored):
+    one, two = mirrored["one"]["slim_proximal"], mirrored["two"]["slim_proximal"]
+    assert two["replicas"] == 2
+    for path, gamma in one["gamma"].items():
+        np.testing.assert_allclose(two["gamma"][path], gamma, atol=1e-5,
+                                   err_msg=f"|γ| of {path}")
+        # the soft-threshold is applied once per step on the host, not once per replica
+        assert (np.asarray(two["gamma"][path]) == 0).sum() == \
+            (np.asarray(gamma) == 0).sum(), path
+    assert sum((np.asarray(g) == 0).sum() for g in one["gamma"].values()) >= 1
     _assert_weights_close(one, two, atol=1e-5)
 
 

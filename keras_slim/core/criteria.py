@@ -149,18 +149,20 @@ def removed_gamma_max(model, plan, graph=None):
 
 
 def prune(model, criterion, ratio=None, compensate=True, graph=None, return_report=False,
-          target=None, **plan_kwargs):
+          target=None, calibration_data=None, **plan_kwargs):
     """Plan by a criterion (to a `ratio` or a cost `target`, see criterion_plan) and
     rebuild, analysing the model once; returns (pruned, plan) or, with return_report,
     (pruned, plan, RebuildReport).
 
     With criterion="bn_gamma" and compensate=True, removed channels whose γ sparsity
     training made small (not 0) are taken to emit act(β) and folded into their consumers.
+    With calibration_data, their mean output over those batches is folded instead.
     """
     graph = graph if graph is not None else ChannelGraph(model)
     plan = criterion_plan(graph, criterion, ratio, target=target, **plan_kwargs)
     tolerance = removed_gamma_max(model, plan, graph) \
-        if compensate and criterion == "bn_gamma" else 0.0
+        if compensate and criterion == "bn_gamma" and calibration_data is None else 0.0
     pruned, report = rebuild(model, plan, compensate=compensate, gamma_tolerance=tolerance,
-                             return_report=True, graph=graph)
+                             return_report=True, graph=graph,
+                             calibration_data=calibration_data)
     return (pruned, plan, report) if return_report else (pruned, plan)

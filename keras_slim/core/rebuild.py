@@ -10,6 +10,12 @@ act(β). That constant, carried through pooling, Add, Flatten..., is folded into
 consumer's bias (or into the moving mean of the BN after a bias-free conv). Exact for
 Dense and 1×1 / 'valid' convs; at the zero-padded borders of k×k 'same' convs the
 folded bias is slightly off, and the report says which consumers are approximate.
+
+Data-aware compensation (calibration_data=...): instead of assuming γ = 0, each removed
+channel is replaced by its mean over the calibration batches at the tensor its consumer
+reads (after its activation) — mean replacement — and that mean is folded the same way.
+Exact where the channel is constant over the batches (and the consumer has no 'same'
+border); the report gives each consumer's deviation of the per-example outputs.
 """
 import copy
 from dataclasses import dataclass, field
@@ -18,6 +24,7 @@ import numpy as np
 
 from keras_slim import compat
 from keras_slim.core import rules
+from keras_slim.core.calibration import channel_stats
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.plan import ChannelPlan
 from keras_slim.core.walk import config_entry_at, layer_at
@@ -29,6 +36,9 @@ class Compensation:
     channels: int          # removed input channels whose constant was folded
     target: str            # "bias", "bn_moving_mean:<layer>" or "new_bias"
     exact: bool
+    # with calibration data: over the removed channels, the mean / max of each channel's
+    # mean |x − calibration mean|, and the mean std (per-example outputs vs the mean)
+    deviation: dict = None
 
 
 @dataclass
@@ -38,6 +48,17 @@ class RebuildReport:
     @property
     def exact(self):
         return all(c.exact for c in self.compensations)
+
+    def deviation(self):
+        """Calibration deviation over all consumers: {"mean_abs", "max_abs", "std"}
+        (None without calibration data)."""
+        devs = [c.deviation for c in self.compensations if c.deviation]
+        if not devs:
+            return None
+        weights = np.array([c.channels for c in self.compensations if c.deviation], float)
+        return {"mean_abs": float(np.average([d["mean_abs"] for d in devs], weights=weights)),
+                "max_abs": float(max(d["max_abs"] for d in devs)),
+                "std": float(np.average([d["std"] for d in devs], weights=weights))}
 
 
 class _Masks:
@@ -123,30 +144,63 @@ def _constants(graph, gamma_tolerance=0.0):
     return values, approx
 
 
-def _compensate(graph, masks, new_weights, configs, report, gamma_tolerance):
-    """Fold the constants of removed channels into consumers, updating new_weights
-    (full-size, per op path) and configs (entries to edit) in place."""
-    values, approx = _constants(graph, gamma_tolerance)
+def _consumers(graph):
+    return [op for op in graph.ops
+            if op.rule is not None and op.rule.consumer and op.config.get("groups", 1) == 1]
+
+
+def _calibrated(graph, masks, data):
+    """Per consumer input tensor with removed channels: its calibration means (removed
+    channels only, NaN elsewhere) and ChannelStats."""
+    keys = {op.inputs[0] for op in _consumers(graph) if not masks.of(op.inputs[0]).all()}
+    stats = channel_stats(graph, data, sorted(keys))
+    values = {k: np.where(masks.of(k), np.nan, s.mean) for k, s in stats.items()}
+    return values, stats
+
+
+def _deviation(stats, removed):
+    return {"mean_abs": float(stats.mean_abs_dev[removed].mean()),
+            "max_abs": float(stats.max_abs_dev[removed].max()),
+            "std": float(stats.std[removed].mean())}
+
+
+_CONSTANT_ATOL = 1e-6  # a calibrated channel this close to its mean counts as constant
+
+
+def _compensate(graph, masks, new_weights, configs, report, gamma_tolerance,
+                calibration_data=None):
+    """Fold the constants (or calibration means) of removed channels into consumers,
+    updating new_weights (full-size, per op path) and configs (entries to edit) in
+    place."""
+    if calibration_data is None:
+        values, approx = _constants(graph, gamma_tolerance)
+        stats = {}
+    else:
+        values, stats = _calibrated(graph, masks, calibration_data)
+        approx = {}
     consumers = {}
     for op in graph.ops:
         for key in op.inputs:
             consumers.setdefault(key, []).append(op)
-    for op in graph.ops:
-        if op.rule is None or not op.rule.consumer or op.config.get("groups", 1) != 1:
-            continue
+    for op in _consumers(graph):
         key = op.inputs[0]
+        if key not in values:
+            continue
         v = values[key]
         use = ~masks.of(key) & np.isfinite(v) & (v != 0)
         if not use.any():
             continue
+        deviation = _deviation(stats[key], ~masks.of(key)) if key in stats else None
         delta = op.rule.response(op, new_weights[op.path], np.where(use, v, 0.0))
         if delta is None:  # e.g. a strided transposed conv: say it was dropped
             report.compensations.append(Compensation(op.path, int(use.sum()), "not folded",
-                                                     False))
+                                                     False, deviation))
             continue
         kernel = new_weights[op.path][0]
         spatial = kernel.shape[:-2]
-        exact = (not approx[key]) and (
+        constant = (not approx[key]) if deviation is None else \
+            deviation["max_abs"] <= _CONSTANT_ATOL * max(1.0, float(np.abs(v[use]).max()))
+        exact = constant and (
             all(k == 1 for k in spatial) or op.config.get("padding", "valid") == "valid")
         nexts = consumers.get(op.outputs[0], [])
         bias_index = op.rule.bias_index
@@ -163,7 +217,8 @@ def _compensate(graph, masks, new_weights, configs, report, gamma_tolerance):
             new_weights[op.path] = new_weights[op.path][:bias_index] + [
                 delta.astype(kernel.dtype)]
             target = "new_bias"
-        report.compensations.append(Compensation(op.path, int(use.sum()), target, exact))
+        report.compensations.append(Compensation(op.path, int(use.sum()), target, exact,
+                                                 deviation))
 
 
 def _graph_of(model, graph):
@@ -176,7 +231,8 @@ def _graph_of(model, graph):
     return graph
 
 
-def _build(model, plan, edit, resize, compensate, gamma_tolerance, graph):
+def _build(model, plan, edit, resize, compensate, gamma_tolerance, graph,
+           calibration_data=None):
     graph = _graph_of(model, graph)
     masks = _Masks(graph, plan)
     config = copy.deepcopy(model.get_config())
@@ -185,7 +241,11 @@ def _build(model, plan, edit, resize, compensate, gamma_tolerance, graph):
     weights = {op.path: compat.weights_of(op.layer) for op in graph.ops if not op.is_input}
     report = RebuildReport()
     if compensate:
-        _compensate(graph, masks, weights, entries, report, gamma_tolerance)
+        _compensate(graph, masks, weights, entries, report, gamma_tolerance,
+                    calibration_data)
+    elif calibration_data is not None:
+        raise ValueError("calibration_data is for compensation; it cannot be combined with "
+                         "compensate=False.")
     if resize:
         for op in graph.ops:
             if op.path in entries:
@@ -204,7 +264,7 @@ def _build(model, plan, edit, resize, compensate, gamma_tolerance, graph):
 
 
 def rebuild(model, plan, compensate=True, return_report=False, gamma_tolerance=0.0,
-            graph=None):
+            graph=None, calibration_data=None):
     """A new model with only the plan's channels, sliced weights, the same layer names.
 
     The input model is not changed. With compensate=True (default) the constant output
@@ -213,14 +273,21 @@ def rebuild(model, plan, compensate=True, return_report=False, gamma_tolerance=0
     act(β) — an approximation (E[γ·x̂ + β] = β before the activation) for Network
     Slimming, where sparsity training leaves γ small but rarely exactly 0.
     graph: the model's ChannelGraph if the caller has one (saves a second analysis).
+    calibration_data: input batches (array, list of arrays, or tf.data.Dataset of x or
+    (x, y)); each removed channel is then replaced by its mean over them, measured at
+    the tensor its consumer reads, instead of assuming γ = 0 (gamma_tolerance unused).
+    The report's compensations carry the per-example deviation from those means.
     """
-    new, report = _build(model, plan, _slice, True, compensate, gamma_tolerance, graph)
+    new, report = _build(model, plan, _slice, True, compensate, gamma_tolerance, graph,
+                         calibration_data)
     return (new, report) if return_report else new
 
 
 def mask(model, plan, compensate=True, return_report=False, gamma_tolerance=0.0,
-         graph=None):
+         graph=None, calibration_data=None):
     """A same-size copy whose removed channels are zeroed (weights in and out, BN
-    γ = β = 0); computes what rebuild(model, plan) computes, at full size."""
-    new, report = _build(model, plan, _zero, False, compensate, gamma_tolerance, graph)
+    γ = β = 0); computes what rebuild(model, plan) computes, at full size (the same
+    calibration_data gives the same compensation)."""
+    new, report = _build(model, plan, _zero, False, compensate, gamma_tolerance, graph,
+                         calibration_data)
     return (new, report) if return_report else new

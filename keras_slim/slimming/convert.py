@@ -24,9 +24,14 @@ def _template_entry(layer):
 
 
 
-def slimmable(model, l1=1e-4, on_no_scale="warn"):
+def slimmable(model, l1=1e-4, on_no_scale="warn", normalize=False, proximal=False):
     """A copy of `model` where every BatchNormalization is a SlimBatchNormalization with
     the same weights (same outputs) and penalty `l1`. The input model is not changed.
+
+    normalize=True divides the penalty by the number of γ in the model (λ/N·Σ|γ|, the
+    mean |γ|), so one λ fits models of any width. proximal=True applies the penalty as
+    a soft-threshold step after each optimizer step instead of a loss term: train with
+    the `ProximalL1` callback, and unimportant γ become exactly 0.
 
     A BN with scale=False has no γ to penalise: it stays a plain BN, with a warning
     (on_no_scale="warn") or a ValueError (on_no_scale="error").
@@ -49,14 +54,20 @@ def slimmable(model, l1=1e-4, on_no_scale="warn"):
     if len(no_scale) == len(bns):
         raise ValueError(f"model {model.name!r}: no BatchNormalization layer has a γ "
                          "(all scale=False); there is nothing to slim.")
+    if not isinstance(normalize, bool) or not isinstance(proximal, bool):
+        raise ValueError("normalize and proximal must be True or False. Received: "
+                         f"normalize={normalize!r}, proximal={proximal!r}")
+    slimmed = [(p, l) for p, l in bns
+               if type(l) is keras.layers.BatchNormalization and l.scale]  # not subclasses
+    count = sum(int(l.gamma.shape[-1]) for _, l in slimmed)
+    scale = 1.0 / max(count, 1) if normalize else 1.0
     template = _template_entry(SlimBatchNormalization(l1=l1))
 
     config = copy.deepcopy(model.get_config())
-    for path, layer in bns:
-        if type(layer) is keras.layers.BatchNormalization and layer.scale:  # not subclasses
-            entry = config_entry_at(config, path)
-            entry.update(copy.deepcopy(template))
-            entry["config"]["l1"] = l1
+    for path, _ in slimmed:
+        entry = config_entry_at(config, path)
+        entry.update(copy.deepcopy(template))
+        entry["config"].update(l1=l1, l1_scale=scale, proximal=proximal)
     new = compat.model_from_config(model, config, "converting")
     copy_weights(model, new, bn_weights)
     return new
@@ -73,7 +84,8 @@ def strip(model):
     for path in slim_layers(model):
         entry = config_entry_at(config, path)
         entry.update(copy.deepcopy(template))
-        entry["config"].pop("l1", None)
+        for key in ("l1", "l1_scale", "proximal"):
+            entry["config"].pop(key, None)
     new = compat.model_from_config(model, config, "converting")
     copy_weights(model, new, bn_weights)
     return new

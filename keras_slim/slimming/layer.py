@@ -22,16 +22,27 @@ def _check_l1(value, where="l1"):
 
 @register_serializable()
 class SlimBatchNormalization(keras.layers.BatchNormalization):
-    """BatchNormalization whose scale γ carries an L1 penalty `l1`·Σ|γ| in the loss.
+    """BatchNormalization whose scale γ carries an L1 penalty `l1`·`l1_scale`·Σ|γ|.
 
     Works on any rank (after Conv: per filter; after Dense: per neuron). `l1` is held
     in a non-trainable scalar weight named "l1_lambda", created after (so listed after)
-    the four BN weights; `bn_weights(layer)` gives the plain-BN part.
+    the four BN weights; `bn_weights(layer)` gives the plain-BN part. `l1_scale` is a
+    fixed factor (slimmable(normalize=True) sets 1 / number of γ in the model, so the
+    summed penalty does not grow with the channel count).
+
+    proximal=True: the penalty is not added to the loss; the `ProximalL1` callback
+    applies it after each optimizer step as a soft-threshold of γ (exact zeros).
     """
 
-    def __init__(self, l1=1e-4, **kwargs):
+    def __init__(self, l1=1e-4, l1_scale=1.0, proximal=False, **kwargs):
         super().__init__(**kwargs)
-        self._initial_l1 = _check_l1(l1, f"l1 of layer {kwargs.get('name', '')!r}")
+        where = f"layer {kwargs.get('name', '')!r}"
+        self._initial_l1 = _check_l1(l1, f"l1 of {where}")
+        self.l1_scale = _check_l1(l1_scale, f"l1_scale of {where}")
+        if not isinstance(proximal, bool):
+            raise ValueError(f"proximal of {where} must be True or False. "
+                             f"Received: {proximal!r}")
+        self.proximal = proximal
         self._l1_var = None
 
     def build(self, input_shape):
@@ -52,22 +63,28 @@ class SlimBatchNormalization(keras.layers.BatchNormalization):
         if self._l1_var is not None:
             self._l1_var.assign(value)
 
+    def effective_l1(self):
+        """λ·l1_scale as a tensor: the weight of Σ|γ| (and the proximal threshold / lr)."""
+        return tf.convert_to_tensor(self._l1_var) * self.l1_scale
+
     def penalty(self):
-        """λ·Σ|γ| as a tensor (0 without γ)."""
+        """λ·l1_scale·Σ|γ| as a tensor (0 without γ)."""
         if not self.scale:
             return tf.constant(0.0)
         gamma = tf.cast(tf.convert_to_tensor(self.gamma), tf.float32)
-        return tf.convert_to_tensor(self._l1_var) * tf.reduce_sum(tf.abs(gamma))
+        return self.effective_l1() * tf.reduce_sum(tf.abs(gamma))
 
     def call(self, inputs, training=None, **kwargs):
         outputs = super().call(inputs, training=training, **kwargs)
-        if self.scale:
+        if self.scale and not self.proximal:
             self.add_loss(self.penalty())
         return outputs
 
     def get_config(self):
         config = super().get_config()
         config["l1"] = self.l1  # the current λ, so a reload resumes the schedule
+        config["l1_scale"] = self.l1_scale
+        config["proximal"] = self.proximal
         return config
 
 

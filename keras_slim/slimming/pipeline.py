@@ -23,27 +23,42 @@ def default_compile(model, learning_rate=0.05):
 
 
 def sparsity_train(model, train_data, epochs, l1=1e-4, compile_fn=default_compile,
-                   validation_data=None, callbacks=(), verbose=1, gamma_log_dir=None):
-    """Train a SlimBN copy of `model` with λ·Σ|γ|; returns (slim model, history)."""
-    slim = slimming.slimmable(model, l1=l1)
+                   validation_data=None, callbacks=(), verbose=1, gamma_log_dir=None,
+                   proximal=False, normalize=False, grow_to=None):
+    """Train a SlimBN copy of `model` with λ·Σ|γ|; returns (slim model, history).
+
+    proximal=True: the penalty is a soft-threshold step after each optimizer step
+    (`ProximalL1`), so unimportant γ end exactly 0. normalize=True: λ multiplies the
+    mean |γ| instead of the sum (one λ for any width). grow_to=share: λ starts at `l1`
+    and grows until that share of |γ| is below 1e-2, then holds (`GrowingL1`, watching
+    val_accuracy when validation_data is given).
+    """
+    slim = slimming.slimmable(model, l1=l1, normalize=normalize, proximal=proximal)
     compile_fn(slim)
-    cbs = [slimming.L1Schedule(l1), slimming.GammaLogger(gamma_log_dir, verbose=verbose)]
+    l1_control = (slimming.L1Schedule(l1) if grow_to is None else
+                  slimming.GrowingL1(l1, grow_to, monitor="val_accuracy"))
+    cbs = [l1_control, slimming.GammaLogger(gamma_log_dir, verbose=verbose)]
+    if proximal:
+        cbs.append(slimming.ProximalL1())
     history = slim.fit(train_data, epochs=epochs, validation_data=validation_data,
                        callbacks=cbs + list(callbacks), verbose=verbose)
     return slim, history.history
 
 
-def prune(model, ratio, scope="global", compensate=True, graph=None, **plan_kwargs):
+def prune(model, ratio, scope="global", compensate=True, graph=None, calibration_data=None,
+          **plan_kwargs):
     """γ plan at `ratio` and the rebuilt model; returns (model, plan, report), the model
     analysed once for all three.
 
     With compensate=True the removed channels, whose γ sparsity training made small,
-    are taken to emit act(β) and folded into their consumers (see rebuild).
+    are taken to emit act(β) and folded into their consumers (see rebuild); with
+    calibration_data, their mean output over those batches is folded instead.
     graph: the model's ChannelGraph if the caller has one.
     """
     graph = graph if graph is not None else ChannelGraph(model)
     pruned, plan = criteria.prune(model, "bn_gamma", ratio, compensate=compensate,
-                                  graph=graph, scope=scope, **plan_kwargs)
+                                  graph=graph, scope=scope,
+                                  calibration_data=calibration_data, **plan_kwargs)
     return pruned, plan, metrics.compare(metrics.profile(graph), pruned)
 
 
@@ -85,12 +100,17 @@ class SlimmingResult:
 
 def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio, l1=1e-4,
                      passes=1, scope="global", compile_fn=default_compile,
-                     validation_data=None, verbose=1, gamma_log_dir=None, distill=False,
+                     validation_data=None, verbose=1, gamma_log_dir=None, proximal=False,
+                     normalize=False, grow_l1=False, calibration_data=None, distill=False,
                      temperature=DEFAULT_TEMPERATURE, alpha=DEFAULT_ALPHA, **plan_kwargs):
     """The whole loop; `model` is not changed. Returns a SlimmingResult.
 
-    distill: fine-tune each pass by distillation from that pass's sparsity-trained model
-    (`temperature`, `alpha`: see keras_slim.training.distillation.distiller).
+    proximal / normalize: see sparsity_train; grow_l1=True grows λ from `l1` until the
+    share `ratio` of γ is near zero (sparsity_train(grow_to=ratio)). calibration_data:
+    batches whose per-channel means replace the removed channels (rebuild's data-aware
+    compensation) instead of assuming γ = 0. distill: fine-tune each pass by
+    distillation from that pass's sparsity-trained model (`temperature`, `alpha`: see
+    keras_slim.training.distillation.distiller).
 
     With validation_data, the accuracy right after each rebuild (before fine-tuning) is
     recorded with and without bias compensation.
@@ -103,11 +123,13 @@ def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio,
     for _ in range(passes):
         slim, hist = sparsity_train(current, train_data, sparsity_epochs, l1, compile_fn,
                                     validation_data, verbose=verbose,
-                                    gamma_log_dir=gamma_log_dir)
+                                    gamma_log_dir=gamma_log_dir, proximal=proximal,
+                                    normalize=normalize, grow_to=ratio if grow_l1 else None)
         result.histories.append(("sparsity", hist))
         result.sparsity.append(slimming.sparsity_summary(slim))
         graph = ChannelGraph(slim)  # one analysis for plan, rebuilds and report
-        pruned, plan, report = prune(slim, ratio, scope, graph=graph, **plan_kwargs)
+        pruned, plan, report = prune(slim, ratio, scope, graph=graph,
+                                     calibration_data=calibration_data, **plan_kwargs)
         result.plans.append(plan)
         result.reports.append(report)
         if validation_data is not None:
