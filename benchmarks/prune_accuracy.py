@@ -20,7 +20,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks.common import (  # noqa: E402
-    accuracy, build_model, cosine_compile, log, run_header, write_text)
+    accuracy, build_model, cosine_compile, log, machine, run_header, write_text)
 from keras_slim import slimming  # noqa: E402
 from keras_slim.compat import keras  # noqa: E402
 from keras_slim.slimming.pipeline import finetune, prune, sparsity_train  # noqa: E402
@@ -143,12 +143,14 @@ def main():
     test, _ = data.load("fashion_mnist", "test", batch_size=512)
     x_cal, _ = data.numpy_arrays("fashion_mnist", "train", take=args.calibration)
     lines = [f"## Prune without losing accuracy ({'QUICK run' if args.quick else 'run'})", "",
-             *run_header(),
+             *run_header(), f"- machine: {machine()} (start of the run)",
              f"- Fashion-MNIST train[:{args.train_examples}], full test set; batch 128, SGD "
              f"momentum 0.9, lr 0.05 cosine per phase; E = {args.epochs} sparsity epochs, "
              f"F = {args.finetune_epochs} fine-tune epochs; baseline and scratch rows E + F",
              f"- plain L1 λ = {args.l1:g}; proximal λ = {args.proximal_l1:g}; global |γ| "
-             f"prune (rounded to 8); calibration: {args.calibration} training images", ""]
+             f"prune (rounded to 8); calibration: {args.calibration} training images",
+             "- one seed; a short budget: the converged-budget run (full Fashion-MNIST, "
+             "baseline converged) is for a later session", ""]
     for name in args.models.split(","):
         lines += _table(name, _rows(name, args, train, test, x_cal, info))
         write_text(args.out, "\n".join(lines))
