@@ -384,10 +384,7 @@ def launcher(define_flags, main):
     return launch
 
 
-_DEFINED_IN_PROCESS = set()
-
-
-_DEFINED_IN_PROCESS = set()
+_ABSL_FLAGS = set(FLAGS)  # absl's own (--flagfile, --verbosity, ...): every app keeps them
 
 
 def run_in_process(app_module, argv):
@@ -395,11 +392,9 @@ def run_in_process(app_module, argv):
     defined afresh and parsed from argv (argv[0] is the program name). A usage error
     propagates as app.UsageError instead of exiting. Flags an earlier app defined are
     removed first, so their validators (required flags) do not apply to this one."""
-    for name in _DEFINED_IN_PROCESS & set(FLAGS):
+    for name in set(FLAGS) - _ABSL_FLAGS:
         delattr(FLAGS, name)
-    known = set(FLAGS)
     app_module.define_flags()
-    _DEFINED_IN_PROCESS.update(set(FLAGS) - known)
     FLAGS.unparse_flags()
     rest = FLAGS(list(argv))
     return app_module.main(rest)
