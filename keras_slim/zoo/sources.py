@@ -187,7 +187,7 @@ def _tfrecord_dataset(spec, pattern, split, validation_split):
 # -------------------------------------------------------------------------- tfds
 
 def _tfds_info(name, image_size, data_dir=None):
-    from keras_slim.zoo.data import DatasetInfo
+    from keras_slim.zoo.data import SUPPORTED, DatasetInfo
 
     import tensorflow_datasets as tfds
 
@@ -195,8 +195,9 @@ def _tfds_info(name, image_size, data_dir=None):
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as e:  # noqa: BLE001 - tfds raises several kinds for unknown names
         raise ValueError(f"Unknown dataset {name!r}: not a tensorflow_datasets name "
-                         f"({type(e).__name__}), nor {FOLDER}PATH or {TFRECORD}GLOB.") \
-            from None
+                         f"({type(e).__name__}), nor {FOLDER}PATH or {TFRECORD}GLOB. "
+                         f"Supported datasets: {', '.join(SUPPORTED)}, any tfds image "
+                         f"classification name, {FOLDER}PATH, {TFRECORD}GLOB.") from None
     keys = builder.info.supervised_keys
     if not keys or len(keys) != 2:
         raise ValueError(f"tfds dataset {name!r} has no (image, label) supervised keys.")
