@@ -114,7 +114,7 @@ def main(argv):
             return
         pruned, plan, report = criteria.prune(model, FLAGS.criterion,
                                               compensate=FLAGS.compensate, graph=graph,
-                                              return_report=True, **kwargs)
+                                              return_report=True, verbose=1, **kwargs)
     except ValueError as e:
         if "target" in str(e) and "target" in kwargs:
             raise app.UsageError(str(e)) from None

@@ -209,3 +209,13 @@ def test_registered_rule_makes_a_custom_layer_prunable():
             register_rule(ChannelScale, "nope")
     finally:
         rules.RULES.pop("ChannelScale", None)
+
+
+def test_rebuild_shows_progress_over_the_sliced_layers(capsys):
+    from keras_slim import criterion_plan, rebuild
+
+    model = _conv_net()
+    small = rebuild(model, criterion_plan(model, "l1_norm", 0.5), verbose=1)
+    out = capsys.readouterr().out
+    assert "6/6" in out  # c1, bn1, s2, bn2, c3, head carry weights
+    assert small.get_layer("c1").filters < 16

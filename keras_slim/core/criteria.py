@@ -149,7 +149,7 @@ def removed_gamma_max(model, plan, graph=None):
 
 
 def prune(model, criterion, ratio=None, compensate=True, graph=None, return_report=False,
-          target=None, calibration_data=None, **plan_kwargs):
+          target=None, calibration_data=None, verbose=0, **plan_kwargs):
     """Plan by a criterion (to a `ratio` or a cost `target`, see criterion_plan) and
     rebuild, analysing the model once; returns (pruned, plan) or, with return_report,
     (pruned, plan, RebuildReport).
@@ -164,5 +164,5 @@ def prune(model, criterion, ratio=None, compensate=True, graph=None, return_repo
         if compensate and criterion == "bn_gamma" and calibration_data is None else 0.0
     pruned, report = rebuild(model, plan, compensate=compensate, gamma_tolerance=tolerance,
                              return_report=True, graph=graph,
-                             calibration_data=calibration_data)
+                             calibration_data=calibration_data, verbose=verbose)
     return (pruned, plan, report) if return_report else (pruned, plan)

@@ -232,7 +232,7 @@ def _graph_of(model, graph):
 
 
 def _build(model, plan, edit, resize, compensate, gamma_tolerance, graph,
-           calibration_data=None):
+           calibration_data=None, verbose=0):
     graph = _graph_of(model, graph)
     masks = _Masks(graph, plan)
     config = copy.deepcopy(model.get_config())
@@ -255,16 +255,19 @@ def _build(model, plan, edit, resize, compensate, gamma_tolerance, graph,
             shape_key = compat.input_layer_shape_key(cfg)
             cfg[shape_key] = list(cfg[shape_key])[:-1] + [int(masks.of(key).sum())]
     new = compat.model_from_config(model, config)
-    for op in graph.ops:
-        if op.is_input or not weights[op.path]:
-            continue
-        target = layer_at(new, op.names)
-        target.set_weights(_edit_weights(op, weights[op.path], masks, edit))
+    weighted = [op for op in graph.ops if not op.is_input and weights[op.path]]
+    # Slicing and setting weights is the long part on big models: show it when asked.
+    progress = compat.keras.utils.Progbar(len(weighted), unit_name="layer") \
+        if verbose and weighted else None
+    for n, op in enumerate(weighted, 1):
+        layer_at(new, op.names).set_weights(_edit_weights(op, weights[op.path], masks, edit))
+        if progress is not None:
+            progress.update(n)
     return new, report
 
 
 def rebuild(model, plan, compensate=True, return_report=False, gamma_tolerance=0.0,
-            graph=None, calibration_data=None):
+            graph=None, calibration_data=None, verbose=0):
     """A new model with only the plan's channels, sliced weights, the same layer names.
 
     The input model is not changed. With compensate=True (default) the constant output
@@ -277,9 +280,10 @@ def rebuild(model, plan, compensate=True, return_report=False, gamma_tolerance=0
     (x, y)); each removed channel is then replaced by its mean over them, measured at
     the tensor its consumer reads, instead of assuming γ = 0 (gamma_tolerance unused).
     The report's compensations carry the per-example deviation from those means.
+    verbose=1 shows a progress bar over the layers whose weights are sliced.
     """
     new, report = _build(model, plan, _slice, True, compensate, gamma_tolerance, graph,
-                         calibration_data)
+                         calibration_data, verbose)
     return (new, report) if return_report else new
 
 
