@@ -376,6 +376,14 @@ def resumable_fit(model, train, epochs, checkpoint_dir, **kwargs):
                       stop_after_steps=FLAGS.stop_after_steps, **kwargs)
 
 
+def in_strategy_scope(run):
+    """An app's main that runs `run(argv)` inside the --strategy distribution scope."""
+    def main(argv):
+        with distribution_scope():
+            return run(argv)
+    return main
+
+
 def launcher(define_flags, main):
     """An app's entry point: define its flags, parse argv, run main (absl's app.run)."""
     def launch():

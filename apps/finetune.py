@@ -96,11 +96,7 @@ def run(argv):
     print(f"wrote {path}")
 
 
-def main(argv):
-    with common.distribution_scope():
-        run(argv)
-
-
+main = common.in_strategy_scope(run)  # --strategy's scope around the run
 launch = common.launcher(define_flags, main)  # the console script's entry
 
 

@@ -247,11 +247,7 @@ def run(argv):
           f"{out}")
 
 
-def main(argv):
-    with common.distribution_scope():
-        run(argv)
-
-
+main = common.in_strategy_scope(run)  # --strategy's scope around the run
 launch = common.launcher(define_flags, main)  # the console script's entry
 
 

@@ -157,11 +157,7 @@ def run(argv):
                                    if bandit else "") + f"; TensorBoard logs in {tb}")
 
 
-def main(argv):
-    with common.distribution_scope():
-        run(argv)
-
-
+main = common.in_strategy_scope(run)  # --strategy's scope around the run
 launch = common.launcher(define_flags, main)  # the console script's entry
 
 
