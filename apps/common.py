@@ -161,11 +161,12 @@ def define_head_flag():
                       "fine-tuned on your classes).")
 
 
-def build_or_load_model(info):
-    """--model_path, or --model built for the dataset (--weights); --replace_head
-    applied; checked against the dataset."""
+def build_or_load_model(info, loaded=None):
+    """--model_path (`loaded`, if the caller read it already), or --model built for the
+    dataset (--weights); --replace_head applied; checked against the dataset."""
     if FLAGS.model_path:
-        model, flag = load_keras_model(FLAGS.model_path), "model_path"
+        flag = "model_path"
+        model = loaded if loaded is not None else load_keras_model(FLAGS.model_path)
     elif FLAGS.model.startswith(applications.APPLICATION_PREFIX):
         flag = "model"
         try:
@@ -193,15 +194,9 @@ def build_or_load_model(info):
 def model_and_data():
     """(model, train, test, info) of the apps that train: a saved model first (its input
     size sizes the images), a built one after the data."""
-    model = load_keras_model(FLAGS.model_path) if FLAGS.model_path else None
-    train, test, info = train_and_test(model)
-    if model is None:
-        model = build_or_load_model(info)
-    else:
-        if FLAGS.replace_head:
-            model = applications.replace_head(model, info.num_classes)
-        check_model_fits(model, info)
-    return model, train, test, info
+    loaded = load_keras_model(FLAGS.model_path) if FLAGS.model_path else None
+    train, test, info = train_and_test(loaded)
+    return build_or_load_model(info, loaded), train, test, info
 
 
 def define_distill_flags(default):

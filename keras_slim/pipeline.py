@@ -83,8 +83,8 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
     l1 = settings["l1"] if l1 is None else l1
     compile_fn = _compile_fn(settings["learning_rate"] if learning_rate is None
                              else learning_rate)
-    if target is not None:
-        plan_kwargs["target"] = target  # criteria.prune's cost target
+    if target is not None:  # criteria.prune's cost target replaces the ratio
+        plan_kwargs["target"], ratio = target, None
     distill_args = dict(distill=distill, temperature=temperature, alpha=alpha)
 
     if method == "slimming":
@@ -107,7 +107,7 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
     else:
         from keras_slim.dce.pipeline import run_dce
 
-        if target is not None:
+        if ratio is None:
             raise ValueError("target= is not available with method='dce' (its plan keeps "
                              "1 - ratio of every gated group); use ratio=.")
         result = run_dce(model, train_data, fraction=1.0 - ratio, epochs=epochs,

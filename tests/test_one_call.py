@@ -70,14 +70,15 @@ def test_target_is_forwarded_to_criteria_prune(monkeypatch):
     real = criteria.prune
 
     def spy(model, criterion, ratio, **kwargs):
-        seen.update(kwargs)
-        kwargs.pop("target", None)
+        seen.update(kwargs, ratio=ratio)
         return real(model, criterion, ratio, **kwargs)
 
     monkeypatch.setattr(criteria, "prune", spy)
-    ks.slim(_model(), _data(), method="l1", target={"macs": 0.5}, round_to=1, verbose=0,
-            distill=False)
-    assert seen["target"] == {"macs": 0.5}
+    model = _model()
+    result = ks.slim(model, _data(), method="l1", target={"macs": 0.5}, round_to=1,
+                     verbose=0, distill=False)
+    assert seen["target"] == {"macs": 0.5} and seen["ratio"] is None  # the target decides
+    assert result.report["macs_after"] <= 0.5 * result.report["macs_before"]
     seen.clear()
     ks.slim(_model(), _data(), method="l1", ratio=0.5, round_to=1, verbose=0, distill=False)
     assert "target" not in seen
