@@ -28,6 +28,13 @@ def _random_input(detail, rng):
     return rng.integers(max(info.min, -128), min(info.max, 127) + 1, shape).astype(dtype)
 
 
+def fill_random_inputs(interpreter, seed=0):
+    """Set every input of an allocated interpreter to random values of its dtype."""
+    rng = np.random.default_rng(seed)
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], _random_input(detail, rng))
+
+
 def benchmark_tflite(tflite, threads=(1, 4), warmup=10, runs=100, seed=0, xnnpack=True):
     """{"size_bytes", "size_kb", "latency_ms": {threads: {"median", "p90", "min", "mean"}},
     "xnnpack"} for batch-1 inference on random inputs of the file's input dtype.
@@ -43,14 +50,11 @@ def benchmark_tflite(tflite, threads=(1, 4), warmup=10, runs=100, seed=0, xnnpac
         _check_count(t, "threads", 1)
     _check_count(warmup, "warmup", 0)
     _check_count(runs, "runs", 1)
-    rng = np.random.default_rng(seed)
     result = {"latency_ms": {}, "xnnpack": bool(xnnpack)}
     for t in threads:
         interpreter, content, label = load_interpreter(tflite, num_threads=t,
                                                        xnnpack=xnnpack)
-        inputs = [(d["index"], _random_input(d, rng)) for d in interpreter.get_input_details()]
-        for index, value in inputs:
-            interpreter.set_tensor(index, value)
+        fill_random_inputs(interpreter, seed)
         for _ in range(warmup):
             interpreter.invoke()
         times = np.empty(runs)

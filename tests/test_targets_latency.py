@@ -152,6 +152,27 @@ def test_table_build_save_load_and_prediction(tmp_path):
     assert again.entries == loaded.entries
 
 
+def test_scale_and_overhead_reproduce_both_whole_model_measurements(monkeypatch):
+    """A fake runtime where a model costs 0.3 ms + 2e-6 ms per MAC: the fitted table must
+    predict the unpruned model and its half-width copy exactly, whatever the probes said."""
+    from keras_slim.latency import probe
+    timed = []  # (model, ms) in call order: the probes, then the model, then its copy
+
+    def fake_ms(model, **kwargs):
+        timed.append((model, 0.3 + 2e-6 * metrics.profile(model)["macs"]))
+        return timed[-1][1]
+
+    monkeypatch.setattr(probe, "measure_model_ms", fake_ms)
+    model = _tiny()
+    graph = ChannelGraph(model)
+    table = build_table(graph, fractions=(0.5, 1.0), verbose=0)
+    (full, full_ms), (half, half_ms) = timed[-2:]
+    assert full is model and half_ms < full_ms
+    assert table.scale != 1.0
+    assert table.predict_model(graph) == pytest.approx(full_ms, rel=1e-6)
+    assert table.predict_model(ChannelGraph(half)) == pytest.approx(half_ms, rel=1e-6)
+
+
 def test_bad_table_file_is_one_clear_error_naming_it(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

@@ -4,12 +4,14 @@ For each distinct signature among a model's timed layers (keras_slim.latency.sig
 a probe model holds that one layer at a grid of input/output widths (fractions of the
 original, rounded to `round_to`); each is converted (keras_slim.export.convert) and timed
 (keras_slim.export.benchmark_tflite). An entry is the probe's median minus the median of
-an empty probe (the interpreter's per-invoke cost). The whole model is then timed once
-and the difference to the sum of entries kept as the table's overhead.
+an empty probe (the interpreter's per-invoke cost). The whole model is then timed, and a
+half-width copy of it (a random plan removing half the channels), and the table's scale
+and overhead fitted so that overhead + scale × Σ entries gives both (see table.py).
 """
 import numpy as np
 
 from keras_slim.compat import keras
+from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.plan import as_graph
 from keras_slim.latency.device import processor_info, runtime_info
 from keras_slim.latency.signature import signature, signature_key, timed_ops
@@ -33,9 +35,14 @@ def _probe(op, cin, cout):
     return keras.Model(inputs, type(op.layer).from_config(config)(inputs))
 
 
-def measure_model_ms(model, dtype="int8", threads=1, xnnpack=True, runs=50, warmup=5):
-    """Median LiteRT latency (ms) of a Keras model converted at `dtype` (int8 is
-    calibrated on random normal inputs: latency does not depend on the values)."""
+def measure_model_ms(model, dtype="int8", threads=1, xnnpack=True, runs=50, warmup=5,
+                     statistic="median"):
+    """LiteRT latency (ms; `statistic` "median" or "min" of the runs) of a Keras model
+    converted at `dtype` (int8 is calibrated on random normal inputs: latency does not
+    depend on the values). "min" resists a CPU shared with other jobs."""
+    if statistic not in ("median", "min"):
+        raise ValueError(f"statistic must be 'median' or 'min'. Received: "
+                         f"statistic={statistic!r}")
     from keras_slim.export import benchmark_tflite, convert
     data = None
     if dtype == "int8":
@@ -44,12 +51,30 @@ def measure_model_ms(model, dtype="int8", threads=1, xnnpack=True, runs=50, warm
     content = convert(model, dtype, representative_data=data)
     result = benchmark_tflite(content, threads=(threads,), warmup=warmup, runs=runs,
                               xnnpack=xnnpack)
-    return result["latency_ms"][threads]["median"]
+    return result["latency_ms"][threads][statistic]
+
+
+def _fit_scale_and_overhead(table, graph, measure):
+    from keras_slim.core.plan import random_plan
+    from keras_slim.core.rebuild import rebuild
+    table.scale, table.overhead_ms = 1.0, 0.0
+    full_ms, full_sum = measure_model_ms(graph.model, **measure), table.predict_model(graph)
+    scale = 1.0
+    try:
+        half = rebuild(graph.model, random_plan(graph, 0.5, seed=0), graph=graph)
+    except ValueError:  # nothing prunable: one point, overhead only
+        half = None
+    if half is not None:
+        half_sum = table.predict_model(ChannelGraph(half))
+        if full_sum - half_sum > 0.05 * full_sum:  # else the slope is noise
+            half_ms = measure_model_ms(half, **measure)
+            scale = min(max((full_ms - half_ms) / (full_sum - half_sum), 0.05), 20.0)
+    table.scale, table.overhead_ms = scale, full_ms - scale * full_sum
 
 
 def build_table(model_or_graph, cache=None, dtype="int8", threads=1, xnnpack=True,
                 fractions=(0.25, 0.5, 0.75, 1.0), round_to=8, runs=30, fit_overhead=True,
-                verbose=1):
+                statistic="median", verbose=1):
     """A LatencyTable for a model's timed layers, measured here (see the module
     docstring). With `cache` (a JSON path), entries already measured for the same
     runtime and processor are reused and new ones written back."""
@@ -74,7 +99,8 @@ def build_table(model_or_graph, cache=None, dtype="int8", threads=1, xnnpack=Tru
         cins = grid_widths(sig["cin"], fractions, round_to)
         couts = None if tied else grid_widths(sig["cout"], fractions, round_to)
         todo.append((op, sig, cins, couts))
-    measure = dict(dtype=dtype, threads=threads, xnnpack=xnnpack, runs=runs)
+    measure = dict(dtype=dtype, threads=threads, xnnpack=xnnpack, runs=runs,
+                   statistic=statistic)
     total = sum(len(c) * (len(o) if o else 1) for _, _, c, o in todo)
     if total:
         bar = keras.utils.Progbar(total, verbose=verbose, unit_name="probe")
@@ -90,10 +116,8 @@ def build_table(model_or_graph, cache=None, dtype="int8", threads=1, xnnpack=Tru
                     bar.add(1)
                 ms.append(row if couts else row[0])
             table.add(sig, {"cin": cins, "cout": couts, "ms": ms})
-    if fit_overhead and (total or not table.overhead_ms):
-        measured = measure_model_ms(graph.model, **measure)
-        table.overhead_ms = 0.0
-        table.overhead_ms = measured - table.predict_model(graph)
+    if fit_overhead:  # per model (its element-wise ops, pooling...): refit even on a cache hit
+        _fit_scale_and_overhead(table, graph, measure)
     if cache is not None:
         table.save(cache)
     return table

@@ -10,6 +10,7 @@ per runtime + processor (the cache key, keras_slim.latency.device.table_key):
         "processor": {"model": "<CPU model name>", "isa": ["avx2", ...]},
         "source":    "probes" | "benchmark_model",
         "overhead_ms": 0.05,      # whole model minus the sum of entries (fitted), or 0
+        "scale": 1.0,             # entries' factor in a whole model (fitted), default 1
         "entries": {"<signature key>": {
             "signature": {"class": "Conv2D", "config": {...}, "input": [H, W],
                           "cin": 32, "cout": 64},
@@ -21,6 +22,11 @@ input (depthwise) "cout" is null and "ms" a list over cin. Between grid points l
 interpolated linearly; below the smallest and above the largest, it scales in proportion
 to the width. A table imported from a device's benchmark_model profile has one point per
 layer (its widths in that model), so it scales in proportion to the channels.
+
+Layers timed alone do not always add up to a whole model: on a CPU where the kernels are
+fast (an AMX Xeon at 32², int8) per-op costs inside the model dominate. keras_slim's
+probes therefore fit `scale` and `overhead_ms` on two whole-model measurements (the
+unpruned model and a half-width copy): model ms = overhead_ms + scale × Σ entries.
 """
 import json
 import os
@@ -74,11 +80,12 @@ class LatencyTable:
     """Latency entries of one runtime on one processor."""
 
     def __init__(self, runtime=None, processor=None, entries=None, overhead_ms=0.0,
-                 source="probes"):
+                 source="probes", scale=1.0):
         self.runtime = dict(runtime or runtime_info())
         self.processor = dict(processor or processor_info())
         self.entries = dict(entries or {})
         self.overhead_ms = float(overhead_ms)
+        self.scale = float(scale)
         self.source = source
 
     @property
@@ -102,7 +109,7 @@ class LatencyTable:
             return None
         cin = op.in_channels(0) if cin is None else cin
         cout = op.out_channels(0) if cout is None else cout
-        return max(0.0, _grid_ms(_covering(entry["grids"], cin, cout), cin, cout))
+        return self.scale * max(0.0, _grid_ms(_covering(entry["grids"], cin, cout), cin, cout))
 
     def per_layer(self, graph):
         """[(layer path, cin, cout, predicted ms or None)] of the timed layers."""
@@ -122,7 +129,7 @@ class LatencyTable:
     # --- file ---------------------------------------------------------------------------
     def to_dict(self):
         return {"runtime": self.runtime, "processor": self.processor, "source": self.source,
-                "overhead_ms": self.overhead_ms, "entries": self.entries}
+                "overhead_ms": self.overhead_ms, "scale": self.scale, "entries": self.entries}
 
     def save(self, path):
         """Write (or merge into) a table file: other runtimes' tables in it are kept."""
@@ -151,7 +158,7 @@ class LatencyTable:
         try:
             t = tables[key]
             return cls(t["runtime"], t["processor"], t["entries"], t.get("overhead_ms", 0.0),
-                       t.get("source", "probes"))
+                       t.get("source", "probes"), t.get("scale", 1.0))
         except (KeyError, TypeError) as e:
             raise LatencyTableError(f"latency table file '{path}' is damaged: a table lacks "
                                     f"{e}.") from None
