@@ -1,18 +1,20 @@
 """Pruning and LiteRT latency at the scale phones run, and latency-target pruning.
 
-    python -m benchmarks.latency_scale [--runs 10] [--budget_min 30] [--jobs scale:vgg19,...]
+    python -m benchmarks.latency_scale [--runs 10] [--rounds 3] [--jobs scale:vgg19,...]
+    python -m benchmarks.latency_scale --jobs target:vgg_small,target:MobileNetV2 \
+        --out benchmarks/results/latency_targets.md
 
 Rows: keras.applications MobileNetV2, ResNet50, EfficientNetB0 at 224² (random weights:
 latency does not depend on them) and the zoo's vgg19 / resnet56 at 32²; plans by the
 l1_norm criterion removing 30/50/70% of channels (rounded to 8) and reaching 50% of
-MACs; each converted to int8 and float32 and timed in LiteRT at 1 and 4 threads with
-XNNPACK and with the builtin kernels (median of --runs batch-1 invocations). Predicted
-latency: a latency table (int8, XNNPACK, 1 thread) measured by probes, overhead fitted on
-the unpruned model. Latency targets (MobileNetV2, ResNet50, vgg_small): the MACs-target
-plan at 50% of MACs is measured; the latency-aware plan is asked for that measured
-latency; both plans' kept share of the criterion's total importance is reported.
-MobileNetV3Small/Large are skipped: their Keras-3 op nodes do not prune yet.
-Results go to benchmarks/results/latency_scale.md, rewritten after every model.
+MACs; each converted to int8 and float32 and timed in LiteRT at 1 and 2 threads (this
+machine has 2 cores) with XNNPACK and with the builtin kernels, interleaved. Predicted
+latency: a latency table (int8, XNNPACK, 1 thread) measured by probes, its scale and
+overhead fitted on the unpruned model and a half-width copy. Latency targets: the
+MACs-target plan at 50% of MACs is measured; latency-aware plans are asked for that
+measured latency and for half the original's, from the table alone and with measured
+feedback (keras_slim.latency.plan_for_measured_latency); every plan's kept share of the
+criterion's total importance is reported. Results are rewritten after every model.
 """
 import argparse
 import os
@@ -29,7 +31,7 @@ from keras_slim.core.plan import group_scores
 from keras_slim.core.rebuild import rebuild
 from keras_slim.export import convert, load_interpreter
 from keras_slim.export.benchmark import fill_random_inputs
-from keras_slim.latency import build_table
+from keras_slim.latency import build_table, plan_for_measured_latency
 from keras_slim.zoo import models
 
 OUT = os.path.join(common.RESULTS, "latency_scale.md")
@@ -150,27 +152,32 @@ def target_rows(name, args, lines):
                            one, args.runs, args.rounds)
     original, macs_ms = first["original", one[0]], first["macs", one[0]]
     rows = [("50% MACs", macs_plan, None, None)]
-    for label, target in (("latency_ms = MACs plan's measured", {"latency_ms": macs_ms}),
-                          ("latency = 0.5 of original", {"latency": 0.5})):
-        common.log(f"{name}: target {target}")
-        plan, why = _latency_plan(graph, table, target)
-        rows.append((label, plan, why, target))
+    for label, goal in (("MACs plan's measured ms", macs_ms), ("0.5 × original", 0.5 * original)):
+        common.log(f"{name}: target {goal:.3f} ms, table only")
+        plan, why = _latency_plan(graph, table, {"latency_ms": goal})
+        rows.append((f"{label}, table only", plan, why, goal))
+        common.log(f"{name}: target {goal:.3f} ms, measured feedback")
+        try:
+            plan, why = plan_for_measured_latency(model, "l1_norm", goal, table, graph=graph,
+                                                  runs=args.table_runs), None
+        except ValueError as e:
+            plan, why = None, str(e)
+        rows.append((f"{label}, measured feedback", plan, why, goal))
     contents = {i: _convert(rebuild(model, plan, graph=graph), "int8")
                 for i, (_, plan, _, _) in enumerate(rows) if plan is not None}
     ms = interleaved_ms(contents, one, args.runs, args.rounds)
-    for i, (label, plan, why, target) in enumerate(rows):
+    for i, (label, plan, why, goal) in enumerate(rows):
         if plan is None:
-            lines.append(f"| {name} | {label} | {original:.2f} | – | – | unreachable: "
-                         f"{why} | – |")
+            lines.append(f"| {name} | {label} | {original:.3f} | – | – | unreachable: "
+                         f"{why} | – | – |")
             continue
         measured = ms[i, one[0]]
-        goal = None
-        if target is not None:  # the goal in measured ms: the fraction is of the measured
-            goal = target.get("latency_ms") or target["latency"] * original
         landing = f"{goal:.3f} → {measured:.3f} ({100 * (measured / goal - 1):+.1f}%)" \
             if goal else "–"
+        steps = plan.meta.get("measured_latency")
+        steps = " → ".join(f"{h['measured_ms']:.3f}" for h in steps) if steps else "–"
         lines.append(f"| {name} | {label} | {original:.3f} | {measured:.3f} | "
-                     f"{plan.meta['achieved']['macs'] / 1e6:.1f} | {landing} | "
+                     f"{plan.meta['achieved']['macs'] / 1e6:.1f} | {landing} | {steps} | "
                      f"{_kept_importance(graph, plan):.3f} |")
 
 
@@ -179,7 +186,7 @@ HEAD_SCALE = ("| model | plan | MMACs | M params | FLOPs ↓ | "
                            for d in ("int8", "f32") for t, x in CONFIGS)
               + " | int8 XNN 1t gain (/FLOPs↓) | predicted int8 XNN 1t ms (vs measured) |")
 HEAD_TARGET = ("| model | plan | original int8 ms | measured ms | MMACs | target → measured "
-               "| kept l1 importance |")
+               "| feedback steps, measured ms | kept l1 importance |")
 
 
 def write(scale, target, args, started, missing):
@@ -198,13 +205,14 @@ def write(scale, target, args, started, missing):
              "|" + "---|" * HEAD_SCALE.count(" | ") + "---|"] + scale
     text += ["", "## Latency targets (int8, XNNPACK, 1 thread)", "", HEAD_TARGET,
              "|" + "---|" * HEAD_TARGET.count(" | ") + "---|"] + target
-    common.write_text(OUT, "\n".join(text) + "\n")
+    common.write_text(args.out, "\n".join(text) + "\n")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=10, help="invocations per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default=OUT, help="results file (rewritten per model)")
     parser.add_argument("--table_runs", type=int, default=20)
     parser.add_argument("--budget_min", type=float, default=30.0)
     parser.add_argument("--jobs", default="scale:vgg19,scale:resnet56,scale:MobileNetV2,"

@@ -32,6 +32,7 @@ _API = {
     "LatencyTable": "keras_slim.latency.table",
     "build_table": "keras_slim.latency.probe",
     "import_op_profile": "keras_slim.latency.profile",
+    "plan_for_measured_latency": "keras_slim.latency.landing",
     "check_target": "keras_slim.core.targets",
     "prune_iteratively": "keras_slim.core.iterative",
     # core: graph, plans, rebuild, checks, metrics, rules

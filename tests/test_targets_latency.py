@@ -123,6 +123,29 @@ def test_latency_target_reached_exactly_on_a_synthetic_table_with_floors():
     assert again.meta["achieved"]["latency_ms"] == pytest.approx(goal, abs=1e-12)
 
 
+def test_measured_feedback_lands_a_target_the_table_mispredicts():
+    """A 'device' 30% slower than the table says: the first plan misses by ~30%, the
+    corrected goals land within the tolerance of the measured target."""
+    from keras_slim.latency.landing import plan_for_measured_latency
+    model = models.build("vgg_small", input_shape=(16, 16, 1))
+    graph = ChannelGraph(model)
+    table = _synthetic_table(graph)
+
+    def device_ms(pruned):
+        return 1.3 * table.predict_model(ChannelGraph(pruned))
+
+    target = 0.6 * device_ms(model)
+    plan = plan_for_measured_latency(model, "l1_norm", target, table, tolerance=0.05,
+                                     measure=device_ms, graph=graph, min_fraction=0.25)
+    history = plan.meta["measured_latency"]
+    assert history[0]["measured_ms"] > 1.2 * target  # the table alone misses
+    assert len(history) >= 2 and abs(plan.meta["measured_ms"] / target - 1) <= 0.05
+    assert plan.meta["measured_ms"] == pytest.approx(
+        device_ms(rebuild(model, plan, graph=graph)))
+    with pytest.raises(ValueError, match="latency_ms must be a positive number"):
+        plan_for_measured_latency(model, "l1_norm", 0, table, measure=device_ms)
+
+
 def test_latency_greedy_spends_removals_where_importance_per_ms_is_lowest():
     model = _tiny()
     graph = ChannelGraph(model)
