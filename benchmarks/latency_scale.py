@@ -96,6 +96,7 @@ def _kept_importance(graph, plan):
 
 def _table(graph, args):
     return build_table(graph, cache=CACHE, fractions=(0.25, 0.5, 1.0), runs=args.table_runs,
+                       rounds=args.rounds,
                        verbose=0)
 
 

@@ -181,14 +181,15 @@ def test_scale_and_overhead_reproduce_both_whole_model_measurements(monkeypatch)
     from keras_slim.latency import probe
     timed = []  # (model, ms) in call order: the probes, then the model, then its copy
 
-    def fake_ms(model, **kwargs):
+    def fake_ms(model, *settings):
         timed.append((model, 0.3 + 2e-6 * metrics.profile(model)["macs"]))
         return timed[-1][1]
 
-    monkeypatch.setattr(probe, "measure_model_ms", fake_ms)
+    monkeypatch.setattr(probe, "_content", lambda model, dtype: model)  # no conversion
+    monkeypatch.setattr(probe, "_time_ms", fake_ms)
     model = _tiny()
     graph = ChannelGraph(model)
-    table = build_table(graph, fractions=(0.5, 1.0), verbose=0)
+    table = build_table(graph, fractions=(0.5, 1.0), verbose=0, rounds=2)
     (full, full_ms), (half, half_ms) = timed[-2:]
     assert full is model and half_ms < full_ms
     assert table.scale != 1.0

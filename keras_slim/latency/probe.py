@@ -35,49 +35,81 @@ def _probe(op, cin, cout):
     return keras.Model(inputs, type(op.layer).from_config(config)(inputs))
 
 
-def measure_model_ms(model, dtype="int8", threads=1, xnnpack=True, runs=50, warmup=5,
-                     statistic="median"):
-    """LiteRT latency (ms; `statistic` "median" or "min" of the runs) of a Keras model
-    converted at `dtype` (int8 is calibrated on random normal inputs: latency does not
-    depend on the values). "min" resists a CPU shared with other jobs."""
-    if statistic not in ("median", "min"):
-        raise ValueError(f"statistic must be 'median' or 'min'. Received: "
-                         f"statistic={statistic!r}")
-    from keras_slim.export import benchmark_tflite, convert
+def _content(model, dtype):
+    """The model as .tflite bytes (int8 calibrated on random normal inputs: latency does
+    not depend on the values)."""
+    from keras_slim.export import convert
     data = None
     if dtype == "int8":
         shape = tuple(int(d) for d in model.inputs[0].shape[1:])
         data = np.random.default_rng(0).standard_normal((4,) + shape).astype(np.float32)
-    content = convert(model, dtype, representative_data=data)
+    return convert(model, dtype, representative_data=data)
+
+
+def _time_ms(content, threads, xnnpack, runs, warmup, statistic):
+    from keras_slim.export import benchmark_tflite
     result = benchmark_tflite(content, threads=(threads,), warmup=warmup, runs=runs,
                               xnnpack=xnnpack)
     return result["latency_ms"][threads][statistic]
 
 
-def _fit_scale_and_overhead(table, graph, measure):
+def _check_statistic(statistic):
+    if statistic not in ("median", "min"):
+        raise ValueError(f"statistic must be 'median' or 'min'. Received: "
+                         f"statistic={statistic!r}")
+
+
+def measure_model_ms(model, dtype="int8", threads=1, xnnpack=True, runs=50, warmup=5,
+                     statistic="median"):
+    """LiteRT latency (ms; `statistic` "median" or "min" of the runs) of a Keras model
+    converted at `dtype`. "min" resists a CPU shared with other jobs."""
+    _check_statistic(statistic)
+    return _time_ms(_content(model, dtype), threads, xnnpack, runs, warmup, statistic)
+
+
+def _interleaved_ms(contents, measure, rounds, bar=None):
+    """Each file timed once per round, in turn; the fastest round counts (load from other
+    jobs then hits every probe alike instead of whole entries)."""
+    best = [float("inf")] * len(contents)
+    for _ in range(rounds):
+        for i, content in enumerate(contents):
+            best[i] = min(best[i], _time_ms(content, measure["threads"], measure["xnnpack"],
+                                            measure["runs"], 5, measure["statistic"]))
+            if bar is not None:
+                bar.add(1)
+    return best
+
+
+def _fit_scale_and_overhead(table, graph, measure, rounds):
     from keras_slim.core.plan import random_plan
     from keras_slim.core.rebuild import rebuild
     table.scale, table.overhead_ms = 1.0, 0.0
-    full_ms, full_sum = measure_model_ms(graph.model, **measure), table.predict_model(graph)
-    scale = 1.0
+    full_sum = table.predict_model(graph)
+    models = [graph.model]
     try:
         half = rebuild(graph.model, random_plan(graph, 0.5, seed=0), graph=graph)
-    except ValueError:  # nothing prunable: one point, overhead only
-        half = None
-    if half is not None:
         half_sum = table.predict_model(ChannelGraph(half))
         if full_sum - half_sum > 0.05 * full_sum:  # else the slope is noise
-            half_ms = measure_model_ms(half, **measure)
-            scale = min(max((full_ms - half_ms) / (full_sum - half_sum), 0.05), 20.0)
-    table.scale, table.overhead_ms = scale, full_ms - scale * full_sum
+            models.append(half)
+    except ValueError:  # nothing prunable: one point, overhead only
+        pass
+    timed = _interleaved_ms([_content(m, measure["dtype"]) for m in models], measure, rounds)
+    scale = 1.0
+    if len(timed) == 2:
+        scale = min(max((timed[0] - timed[1]) / (full_sum - half_sum), 0.05), 20.0)
+    table.scale, table.overhead_ms = scale, timed[0] - scale * full_sum
 
 
 def build_table(model_or_graph, cache=None, dtype="int8", threads=1, xnnpack=True,
                 fractions=(0.25, 0.5, 0.75, 1.0), round_to=8, runs=30, fit_overhead=True,
-                statistic="median", verbose=1):
+                statistic="median", rounds=1, verbose=1):
     """A LatencyTable for a model's timed layers, measured here (see the module
     docstring). With `cache` (a JSON path), entries already measured for the same
-    runtime and processor are reused and new ones written back."""
+    runtime and processor are reused and new ones written back. rounds > 1 times every
+    probe once per round, in turn, and keeps its fastest round (a shared CPU)."""
+    _check_statistic(statistic)
+    if int(rounds) != rounds or rounds < 1:
+        raise ValueError(f"rounds must be an int >= 1. Received: rounds={rounds!r}")
     if dtype not in ("int8", "float32"):
         raise ValueError(f"dtype must be 'int8' or 'float32'. Received: dtype={dtype!r}")
     graph = as_graph(model_or_graph)
@@ -103,21 +135,24 @@ def build_table(model_or_graph, cache=None, dtype="int8", threads=1, xnnpack=Tru
                    statistic=statistic)
     total = sum(len(c) * (len(o) if o else 1) for _, _, c, o in todo)
     if total:
-        bar = keras.utils.Progbar(total, verbose=verbose, unit_name="probe")
+        bar = keras.utils.Progbar(total * (rounds + 1), verbose=verbose, unit_name="probe")
         empty = keras.Input((1, 1, 8))
-        base = measure_model_ms(keras.Model(empty, keras.layers.ReLU()(empty)), **measure)
+        contents = [_content(keras.Model(empty, keras.layers.ReLU()(empty)), dtype)]
+        for op, sig, cins, couts in todo:  # convert every probe, then time them
+            for cin in cins:
+                for cout in (couts or [cin * op.config.get("depth_multiplier", 1)]):
+                    contents.append(_content(_probe(op, cin, cout), dtype))
+                    bar.add(1)
+        timed = _interleaved_ms(contents, measure, rounds, bar)
+        base, timed = timed[0], iter(timed[1:])
         for op, sig, cins, couts in todo:
             ms = []
             for cin in cins:
-                row = []
-                for cout in (couts or [cin * op.config.get("depth_multiplier", 1)]):
-                    row.append(max(0.0, measure_model_ms(_probe(op, cin, cout), **measure)
-                                   - base))
-                    bar.add(1)
+                row = [max(0.0, next(timed) - base) for _ in (couts or [cin])]
                 ms.append(row if couts else row[0])
             table.add(sig, {"cin": cins, "cout": couts, "ms": ms})
     if fit_overhead:  # per model (its element-wise ops, pooling...): refit even on a cache hit
-        _fit_scale_and_overhead(table, graph, measure)
+        _fit_scale_and_overhead(table, graph, measure, rounds)
     if cache is not None:
         table.save(cache)
     return table
