@@ -5,6 +5,7 @@
     python -m keras_slim.apps.prune --model_path=run/dce/model.keras --criterion=dce --ratio=0.5
     python -m keras_slim.apps.prune --model_path=m.keras --criterion=l1_norm --target_macs=0.5
     python -m keras_slim.apps.prune --model_path=m.keras --target_latency_ms=2.0 --latency_table=lat.json
+    python -m keras_slim.apps.prune --model_path=m.keras --target_latency_ms=2.0 --latency_table=lat.json --measure_latency
 
 A model with DCE gates (apps.train --method=dce) is pruned without them; --criterion=dce
 ranks its channels by the bandits' mean saliency in the bandit.json next to it.
@@ -44,6 +45,9 @@ def define_flags():
                        lower_bound=0.0)
     flags.DEFINE_float("target_latency_ms", None, "Prune to this predicted LiteRT latency "
                        "(ms) instead of --ratio; needs --latency_table.", lower_bound=0.0)
+    flags.DEFINE_bool("measure_latency", False, "With --target_latency_ms: time each plan's "
+                      "model in LiteRT here and re-plan until it measures within 5% of the "
+                      "target (the table's runtime: dtype, threads, delegate).")
     flags.DEFINE_string("latency_table", None, "A keras_slim latency table JSON (built by "
                         "keras_slim.latency.build_table or apps.benchmark "
                         "--latency_table, or imported from a device's benchmark_model).")
@@ -87,7 +91,10 @@ def target_kwargs():
                     table = LatencyTable.load(FLAGS.latency_table)
                 except LatencyTableError as e:
                     raise app.UsageError(f"--latency_table: {e}") from None
-            return {"target": {key: FLAGS[flag].value}, "latency_table": table}
+            return {"target": {key: FLAGS[flag].value}, "latency_table": table,
+                    "measure_latency": FLAGS.measure_latency and key == "latency_ms"}
+    if FLAGS.measure_latency:
+        raise app.UsageError("--measure_latency needs --target_latency_ms.")
     return {"ratio": FLAGS.ratio}
 
 
@@ -108,6 +115,7 @@ def main(argv):
                   **target_kwargs())
     try:
         if FLAGS.dry_run:
+            kwargs.pop("measure_latency", None)  # a dry run times nothing
             plan = criteria.criterion_plan(graph, FLAGS.criterion, **kwargs)
             print(plan.table())
             print_achieved(plan)

@@ -144,6 +144,13 @@ def test_measured_feedback_lands_a_target_the_table_mispredicts():
         device_ms(rebuild(model, plan, graph=graph)))
     with pytest.raises(ValueError, match="latency_ms must be a positive number"):
         plan_for_measured_latency(model, "l1_norm", 0, table, measure=device_ms)
+    # the same through prune(measure_latency=True), which rebuilds the chosen plan
+    pruned, again = prune(model, "l1_norm", target={"latency_ms": target}, latency_table=table,
+                          measure_latency=True, measure=device_ms, min_fraction=0.25)
+    assert [len(g.keep) for g in again.groups] == [len(g.keep) for g in plan.groups]
+    assert device_ms(pruned) == pytest.approx(again.meta["measured_ms"])
+    with pytest.raises(ValueError, match="measure_latency needs target"):
+        prune(model, "l1_norm", target={"macs": 0.5}, measure_latency=True)
 
 
 def test_latency_greedy_spends_removals_where_importance_per_ms_is_lowest():
@@ -277,6 +284,8 @@ def test_prune_app_targets(tmp_path, capsys):
     assert table.predict_model(ChannelGraph(pruned)) <= goal
     with pytest.raises(Exception, match="--target_latency_ms needs --latency_table"):
         _run("prune", f"--model_path={path}", "--target_latency_ms=1.0", "--dry_run")
+    with pytest.raises(app.UsageError, match="--measure_latency needs --target_latency_ms"):
+        _run("prune", f"--model_path={path}", "--measure_latency", "--dry_run")
     with pytest.raises(app.UsageError, match="--ratio and --target_macs"):
         _run("prune", f"--model_path={path}", "--ratio=0.3", "--target_macs=0.5", "--dry_run")
     bad = tmp_path / "bad.json"

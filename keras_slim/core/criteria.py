@@ -149,7 +149,8 @@ def removed_gamma_max(model, plan, graph=None):
 
 
 def prune(model, criterion, ratio=None, compensate=True, graph=None, return_report=False,
-          target=None, calibration_data=None, verbose=0, **plan_kwargs):
+          target=None, calibration_data=None, verbose=0, measure_latency=False,
+          **plan_kwargs):
     """Plan by a criterion (to a `ratio` or a cost `target`, see criterion_plan) and
     rebuild, analysing the model once; returns (pruned, plan) or, with return_report,
     (pruned, plan, RebuildReport).
@@ -157,9 +158,22 @@ def prune(model, criterion, ratio=None, compensate=True, graph=None, return_repo
     With criterion="bn_gamma" and compensate=True, removed channels whose γ sparsity
     training made small (not 0) are taken to emit act(β) and folded into their consumers.
     With calibration_data, their mean output over those batches is folded instead.
+    measure_latency=True with target={"latency_ms": x}: the plan whose rebuilt model
+    measures closest to x in LiteRT (keras_slim.latency.plan_for_measured_latency).
     """
     graph = graph if graph is not None else ChannelGraph(model)
-    plan = criterion_plan(graph, criterion, ratio, target=target, **plan_kwargs)
+    if measure_latency:
+        if not isinstance(target, dict) or set(target) != {"latency_ms"}:
+            raise ValueError("measure_latency needs target={'latency_ms': x}. Received: "
+                             f"target={target!r}")
+        from keras_slim.latency.landing import plan_for_measured_latency
+        table = plan_kwargs.pop("latency_table", None)
+        if table is None:
+            raise ValueError("measure_latency needs latency_table=.")
+        plan = plan_for_measured_latency(model, criterion, target["latency_ms"], table,
+                                         graph=graph, **plan_kwargs)
+    else:
+        plan = criterion_plan(graph, criterion, ratio, target=target, **plan_kwargs)
     tolerance = removed_gamma_max(model, plan, graph) \
         if compensate and criterion == "bn_gamma" and calibration_data is None else 0.0
     pruned, report = rebuild(model, plan, compensate=compensate, gamma_tolerance=tolerance,

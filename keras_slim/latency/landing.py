@@ -41,6 +41,9 @@ def plan_for_measured_latency(model, criterion, latency_ms, latency_table, toler
     if not 0 < tolerance < 1 or int(steps) != steps or steps < 1:
         raise ValueError(f"tolerance must be in (0, 1) and steps an int >= 1. Received: "
                          f"tolerance={tolerance!r}, steps={steps!r}")
+    if isinstance(latency_table, str):
+        from keras_slim.latency.table import LatencyTable
+        latency_table = LatencyTable.load(latency_table)
     graph = graph or ChannelGraph(model)
     measure = measure or _table_runtime_ms(latency_table, runs)
     goal, history, best = float(latency_ms), [], None
