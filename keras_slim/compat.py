@@ -33,6 +33,11 @@ FLAVOUR = "tf_keras" if LEGACY_KERAS else "keras3"
 # the tf enum.
 MEAN_AGGREGATION = tf.VariableAggregation.MEAN if LEGACY_KERAS else "mean"
 
+# BatchNormalization in training on a 4D input: tf_keras runs the fused kernel, which
+# moves the moving variance by the Bessel-corrected (n / (n-1)) batch variance; Keras 3
+# moves it by the biased one.
+BN_MOVING_VARIANCE_BESSEL = LEGACY_KERAS
+
 
 def ensure_model(model, argument="model"):
     """Raise a clear error unless `model` is a Keras model of the flavour in use."""

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from keras_slim.compat import keras, register_serializable
+from keras_slim.compat import BN_MOVING_VARIANCE_BESSEL, keras, register_serializable
 from keras_slim.dce.bandit import active_count, segments
 from keras_slim.zoo.layers import ChannelZeroPad
 
@@ -269,6 +269,9 @@ class GatedBatchNormalization(_Indexed, keras.layers.BatchNormalization):
         else:
             mean, variance = self._moments(x, list(range(len(x.shape) - 1)))
             outputs = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
+        if BN_MOVING_VARIANCE_BESSEL and len(x.shape) == 4:  # as the flavour's own BN
+            count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+            variance = variance * count / (count - 1.0)
         for var, batch_value in ((self.moving_mean, mean), (self.moving_variance, variance)):
             full = tf.convert_to_tensor(var)
             moved = tf.gather(full, index) * self.momentum + batch_value * (1 - self.momentum)
