@@ -269,7 +269,7 @@ class GatedBatchNormalization(_Indexed, keras.layers.BatchNormalization):
         else:
             mean, variance = self._moments(x, list(range(len(x.shape) - 1)))
             outputs = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
-        if BN_MOVING_VARIANCE_BESSEL and len(x.shape) == 4:  # as the flavour's own BN
+        if BN_MOVING_VARIANCE_BESSEL and getattr(self, "fused", False):  # as tf_keras' BN
             count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
             variance = variance * count / (count - 1.0)
         for var, batch_value in ((self.moving_mean, mean), (self.moving_variance, variance)):
