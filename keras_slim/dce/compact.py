@@ -65,10 +65,12 @@ class _Indexed:
     (None: channel j of the group)."""
     plain_class = None  # what strip_gates turns it into
 
-    def _set_indices(self, indices):
+    def __init__(self, *args, indices=None, **kwargs):
+        super().__init__(*args, **kwargs)
         self.indices = {str(a): _index_entry(*v) for a, v in (indices or {}).items()}
 
-    def _build_indices(self):
+    def build(self, input_shape):
+        super().build(input_shape)
         self.input_spec = None  # a compact input has fewer channels than the config says
         self.index_groups = {}
         for attribute, (group, active, channels) in self.indices.items():
@@ -78,7 +80,8 @@ class _Indexed:
     def _compact(self, training):
         return bool(training) and bool(self.indices)
 
-    def _indices_config(self, config):
+    def get_config(self):
+        config = super().get_config()
         config["indices"] = {a: _index_entry(*v) for a, v in self.indices.items()}
         return config
 
@@ -103,14 +106,6 @@ class GatedConv2D(_Indexed, keras.layers.Conv2D):
     Strips to a plain Conv2D (gates.strip_gates)."""
     plain_class = keras.layers.Conv2D
 
-    def __init__(self, *args, indices=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._set_indices(indices)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_indices()
-
     def call(self, inputs, training=None):
         if not self._compact(training):
             return super().call(inputs)
@@ -131,23 +126,12 @@ class GatedConv2D(_Indexed, keras.layers.Conv2D):
         super().save_own_variables(store)
         _save_all_variables(self, store)
 
-    def get_config(self):
-        return self._indices_config(super().get_config())
-
 
 @register_serializable()
 class GatedDepthwiseConv2D(_Indexed, keras.layers.DepthwiseConv2D):
     """A DepthwiseConv2D (depth_multiplier 1) that, in training, convolves only the active
     channels (`index`) of its compact input."""
     plain_class = keras.layers.DepthwiseConv2D
-
-    def __init__(self, *args, indices=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._set_indices(indices)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_indices()
 
     def call(self, inputs, training=None):
         if not self._compact(training):
@@ -162,9 +146,6 @@ class GatedDepthwiseConv2D(_Indexed, keras.layers.DepthwiseConv2D):
             outputs = tf.nn.bias_add(outputs, tf.cast(bias, outputs.dtype))
         return outputs if self.activation is None else self.activation(outputs)
 
-    def get_config(self):
-        return self._indices_config(super().get_config())
-
 
 @register_serializable()
 class GatedChannelZeroPad(_Indexed, ChannelZeroPad):
@@ -172,14 +153,6 @@ class GatedChannelZeroPad(_Indexed, ChannelZeroPad):
     the active padded channels in front, the input's, the active padded ones behind; how
     many are in front varies per step (the group's segment may span both sides)."""
     plain_class = ChannelZeroPad
-
-    def __init__(self, before, after, indices=None, **kwargs):
-        super().__init__(before, after, **kwargs)
-        self._set_indices(indices)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_indices()
 
     def call(self, inputs, training=None):
         if not self._compact(training):
@@ -191,9 +164,6 @@ class GatedChannelZeroPad(_Indexed, ChannelZeroPad):
                               tf.stack([front, back])[None]], axis=0)
         outputs = tf.pad(inputs, paddings)
         return tf.ensure_shape(outputs, list(inputs.shape[:-1]) + [active])
-
-    def get_config(self):
-        return self._indices_config(super().get_config())
 
 
 def expand(inputs, index, channels):
@@ -211,13 +181,8 @@ class ChannelExpand(_Indexed, keras.layers.Layer):
     with zeros, for a consumer that needs every channel; the identity otherwise. Removed
     by strip_gates."""
 
-    def __init__(self, indices=None, **kwargs):
-        super().__init__(**kwargs)
-        self._set_indices(indices)
-
     def build(self, input_shape):
         self.channels = int(input_shape[-1])
-        self._build_indices()
         super().build(input_shape)
 
     def call(self, inputs, training=None):
@@ -228,9 +193,6 @@ class ChannelExpand(_Indexed, keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def get_config(self):
-        return self._indices_config(super().get_config())
-
 
 @register_serializable()
 class GatedBatchNormalization(_Indexed, keras.layers.BatchNormalization):
@@ -238,14 +200,6 @@ class GatedBatchNormalization(_Indexed, keras.layers.BatchNormalization):
     with the active channels' γ and β and updates only their moving statistics (frozen:
     with their moving statistics)."""
     plain_class = keras.layers.BatchNormalization
-
-    def __init__(self, *args, indices=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._set_indices(indices)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_indices()
 
     def call(self, inputs, training=None, **kwargs):
         if not self._compact(training):
@@ -302,9 +256,6 @@ class GatedBatchNormalization(_Indexed, keras.layers.BatchNormalization):
             [tf.reduce_sum(x, axes), tf.reduce_sum(tf.square(x), axes), count])
         mean = total / count
         return mean, tf.maximum(squares / count - tf.square(mean), 0.0)
-
-    def get_config(self):
-        return self._indices_config(super().get_config())
 
 
 
