@@ -94,6 +94,13 @@ def inverted_residual(depth_multiplier=1):
     return keras.Model(i, keras.layers.Dense(3, name="out")(x), name="inverted_residual")
 
 
+def frozen_bn_chain():
+    """vgg_chain with a frozen BN: it normalises with its moving statistics in training."""
+    model = vgg_chain()
+    model.get_layer("bn1").trainable = False
+    return model
+
+
 def batch(seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(B, S, S, 3)).astype("float32")
@@ -174,8 +181,8 @@ def test_coupled_groups_run_compact():
             == [8, 8, 16]
 
 
-@pytest.mark.parametrize("build", [vgg_chain, residual, resnet_a, resnet_b, se_block,
-                                   inverted_residual])
+@pytest.mark.parametrize("build", [vgg_chain, frozen_bn_chain, residual, resnet_a,
+                                   resnet_b, se_block, inverted_residual])
 def test_compact_step_equals_masked_step(build):
     """Loss, updated weights, BN statistics of the active channels and saliency of one
     SGD step are those of the masked step, on the same batch and active set."""
@@ -184,6 +191,8 @@ def test_compact_step_equals_masked_step(build):
     assert all(v is None for v in compact_summary(compact).values())
     assert any(isinstance(layer, GatedConv2D) and "in_index" in layer.indices
                for layer in compact.layers)
+    if build is frozen_bn_chain:
+        assert not compact.get_layer("bn1").trainable and not masked.get_layer("bn1").trainable
     losses = [sgd_step(gated) for gated in (compact, masked)]
     assert abs(losses[0] - losses[1]) <= 1e-5
     weights = [w.numpy() for w in compact.trainable_weights]
