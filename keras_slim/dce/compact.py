@@ -306,24 +306,20 @@ class TensorGroups:
 def zero_tensors(tensors, group, gated_keys):
     """Tensors of `group` whose switched-off channels are exactly zero in the masked
     model: the gated ones and what per-channel layers that keep zeros make of them."""
-    zero = set(gated_keys)
-    for op in tensors.graph.ops:
-        if not op.inputs or len(op.outputs) != 1 or op.outputs[0] in zero \
-                or tensors.of(op.outputs[0], group) is None:
-            continue
-        flags = [key in zero for key in op.inputs]
-        if any(flags) and op.rule is not None and op.rule.keeps_zero(op, flags):
-            zero.add(op.outputs[0])
-    return zero
+    return _zero_pass(tensors, group, gated_keys, gate_leaks=False)[0]
 
 
 def leaking_tensors(tensors, group, gated_keys):
     """Tensors of `group` whose switched-off channels are not zero in the masked model
     (a BN after a depthwise conv or after an Add) but reach a layer that mixes channels or
     leaves the group: where gate_model puts an extra gate."""
-    zero, extra = zero_tensors(tensors, group, gated_keys), []
+    return _zero_pass(tensors, group, gated_keys, gate_leaks=True)[1]
+
+
+def _zero_pass(tensors, group, gated_keys, gate_leaks):
+    zero, extra = set(gated_keys), []
     for op in tensors.graph.ops:
-        if len(op.outputs) != 1 or not op.inputs:
+        if not op.inputs or len(op.outputs) != 1:
             continue
         key = op.outputs[0]
         if key in zero or tensors.of(key, group) is None:
@@ -331,13 +327,17 @@ def leaking_tensors(tensors, group, gated_keys):
         flags = [k in zero for k in op.inputs]
         if any(flags) and op.rule is not None and op.rule.keeps_zero(op, flags):
             zero.add(key)
-            continue
-        if any(c.rule is None or c.rule.creates_channels or len(c.outputs) != 1
-               or tensors.of(c.outputs[0], group) is None
-               for c in tensors.consumers.get(key, [])):
+        elif gate_leaks and any(_leaves(c, tensors, group)
+                                for c in tensors.consumers.get(key, [])):
             extra.append(key)
             zero.add(key)
-    return extra
+    return zero, extra
+
+
+def _leaves(op, tensors, group):
+    """True if `op` mixes channels or its output is not `group`'s alone."""
+    return op.rule is None or op.rule.creates_channels or len(op.outputs) != 1 \
+        or tensors.of(op.outputs[0], group) is None
 
 
 def plan_compact(tensors, gated, fraction):
