@@ -191,11 +191,11 @@ def _insert_before(config, model, layer, source, consumer):
     entry = _serialize(layer)
     entry.pop("build_config", None)
     if not isinstance(model, keras.Sequential):
-        origin = model.get_layer(source) if source in [l.name for l in model.layers] \
-            else None
+        names = {other.name for other in model.layers}
+        origin = model.get_layer(source) if source in names \
+            else _gated_source(model, config, source)
         entry["name"] = layer.name
-        entry["inbound_nodes"] = _inbound_node(origin or _gated_source(model, config,
-                                                                       source), source)
+        entry["inbound_nodes"] = _inbound_node(origin, source)
         _rename_refs(layers[position].get("inbound_nodes", []), source, layer.name)
     layers.insert(position, entry)
 
