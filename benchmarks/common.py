@@ -212,10 +212,11 @@ def step_time_parser(doc, steps, rounds):
     return parser
 
 
-def random_batches(batch_size, steps):
-    """(x, y): `steps` batches of random 28x28x1 images and labels of 10 classes."""
+def random_batches(batch_size, steps, shape=(28, 28, 1)):
+    """(x, y): `steps` batches of random images (28x28x1 by default) and labels of 10
+    classes."""
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(batch_size * steps, 28, 28, 1)).astype("float32")
+    x = rng.normal(size=(batch_size * steps,) + tuple(shape)).astype("float32")
     return x, rng.integers(0, 10, len(x))
 
 

@@ -76,6 +76,7 @@ _API = {
     # Dynamic Channel Execution
     "gate_model": "keras_slim.dce",
     "strip_gates": "keras_slim.dce",
+    "compact_summary": "keras_slim.dce",
     "CUCBCallback": "keras_slim.dce",
     "dce_plan": "keras_slim.dce",
     "run_dce": "keras_slim.dce",

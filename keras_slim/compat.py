@@ -33,6 +33,11 @@ FLAVOUR = "tf_keras" if LEGACY_KERAS else "keras3"
 # the tf enum.
 MEAN_AGGREGATION = tf.VariableAggregation.MEAN if LEGACY_KERAS else "mean"
 
+# BatchNormalization in training: tf_keras' fused kernel (`layer.fused`, 4D inputs, not
+# synchronized) moves the moving variance by the Bessel-corrected (n / (n-1)) batch
+# variance; Keras 3 (and tf_keras' unfused path) by the biased one.
+BN_MOVING_VARIANCE_BESSEL = LEGACY_KERAS
+
 
 def ensure_model(model, argument="model"):
     """Raise a clear error unless `model` is a Keras model of the flavour in use."""

@@ -7,13 +7,16 @@ from keras_slim import compat
 def keras_slim_objects():
     """{name: class} of every layer keras-slim defines (all registered as serializable);
     importing their modules registers them."""
-    from keras_slim.dce.compact import GatedBatchNormalization, GatedConv2D
+    from keras_slim.dce.compact import (ChannelExpand, GatedBatchNormalization,
+                                        GatedChannelZeroPad, GatedConv2D,
+                                        GatedDepthwiseConv2D)
     from keras_slim.dce.gates import ChannelGate
     from keras_slim.slimming.layer import SlimBatchNormalization
     from keras_slim.zoo.layers import ChannelZeroPad
 
-    return {cls.__name__: cls for cls in (SlimBatchNormalization, ChannelGate, GatedConv2D,
-                                          GatedBatchNormalization, ChannelZeroPad)}
+    return {cls.__name__: cls for cls in (
+        SlimBatchNormalization, ChannelGate, GatedConv2D, GatedBatchNormalization,
+        GatedDepthwiseConv2D, GatedChannelZeroPad, ChannelExpand, ChannelZeroPad)}
 
 
 def load_model(path, custom_objects=None, compile=True):

@@ -52,7 +52,8 @@ def _layer_class_names():
     names = {n for n, c in vars(keras.layers).items()
              if inspect.isclass(c) and issubclass(c, keras.layers.Layer)}
     return names | {"InputLayer", "TFOpLambda", "SlicingOpLambda", "GatedConv2D",
-                    "GatedBatchNormalization", "ChannelGate", "ChannelZeroPad"}
+                    "GatedBatchNormalization", "ChannelGate", "ChannelZeroPad",
+                    "GatedDepthwiseConv2D", "GatedChannelZeroPad", "ChannelExpand"}
 
 
 def _class_name_tests(path, layer_names):

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keras_slim.dce.bandit import CUCB, active_count
+from keras_slim.dce.bandit import CUCB, active_count, segments
 
 
 def test_ucb_formula_hand_computed():
@@ -185,3 +185,32 @@ def test_mean_matches_numpy(rewards):
     for r in rewards:
         b.update([0], [r])
     assert b.mu[0] == pytest.approx(np.mean(rewards), rel=1e-9, abs=1e-9)
+
+
+def test_segments_play_a_fixed_count_in_each():
+    # ResNet option A: tensors holding arms 0-3, 0-7 and 0-15 -> segments 4 + 4 + 8 arms
+    segs = segments([range(4), range(8), range(16)], 16)
+    assert [s.tolist() for s in segs] == [list(range(4)), list(range(4, 8)),
+                                         list(range(8, 16))]
+    bandit = CUCB(16, fraction=0.5, warmup_steps=2, seed=1, segments=segs)
+    assert bandit.k == 2 + 2 + 4
+    mu = np.arange(16.0)[::-1]  # arm 0 best
+    for step in range(6):
+        active = bandit.select()
+        assert [int(np.isin(active, s).sum()) for s in segs] == [2, 2, 4]
+        bandit.update(active, mu[active])
+    assert bandit.best().tolist() == [0, 1, 4, 5, 8, 9, 10, 11]  # top 2 / 2 / 4 by mean
+    again = CUCB.from_state(json.loads(json.dumps(bandit.get_state())))
+    assert [(a.tolist(), k) for a, k in again.segment_counts()] == \
+        [(a.tolist(), k) for a, k in bandit.segment_counts()]
+    assert again.select().tolist() == bandit.select().tolist()  # same RNG, same state
+    # one segment is exactly the plain top-k, random draws included
+    plain, one = CUCB(8, 0.5, warmup_steps=3, seed=7), \
+        CUCB(8, 0.5, warmup_steps=3, seed=7, segments=[np.arange(8)])
+    for _ in range(5):
+        a, b = plain.select(), one.select()
+        assert a.tolist() == b.tolist()
+        plain.update(a, np.ones(4))
+        one.update(b, np.ones(4))
+    with pytest.raises(ValueError, match="partition"):
+        CUCB(4, segments=[np.arange(3)])

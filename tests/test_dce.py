@@ -266,9 +266,15 @@ def test_sequential_model_gates_and_strips():
         keras.layers.GlobalAveragePooling2D(name="gap"),
         keras.layers.Dense(2, name="out")])
     gated = gate_model(model, 0.5)
-    assert [layer.name for layer in gated.layers] == ["c1", "r1", "c1_gate", "gap", "out"]
-    x, _ = data()
-    np.testing.assert_allclose(strip_gates(gated)(x), model(x), atol=1e-6)
+    # compact: the head gets the 4 active channels back at full width, its edge only
+    assert [layer.name for layer in gated.layers] == ["c1", "r1", "c1_gate", "gap",
+                                                      "out_expand", "out"]
+    x, y = data()
+    gated.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    gated.fit(x, y % 2, epochs=1, verbose=0, callbacks=[CUCBCallback(warmup_steps=1)])
+    plain = strip_gates(gated)
+    assert [layer.name for layer in plain.layers] == ["c1", "r1", "gap", "out"]
+    np.testing.assert_allclose(plain(x), gated(x), atol=1e-6)
 
 
 def test_dce_plan_keeps_most_salient():

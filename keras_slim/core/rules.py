@@ -25,8 +25,9 @@ IN, OUT, MID = "in", "out", "mid"  # MID: depthwise output of a separable conv
 class Rule:
     """How one layer kind's channels flow. Traits other modules ask instead of testing
     class names: `gating` ("source": DCE can gate its output channels; "bn"/"act": a
-    gate may move behind it), `compact` ("conv"/"bn": has a compact-execution form;
-    "pass": a compact tensor passes it unchanged)."""
+    gate may move behind it), `compact` (keras_slim.dce.compact: "conv", "depthwise",
+    "bn", "zeropad": has a compact-execution form; "pass": a per-channel layer a compact
+    tensor passes unchanged; "merge": element-wise between compact tensors)."""
     consumer = False       # sums over input channels: constants fold into its bias
     creates_channels = False
     gating = None
@@ -77,12 +78,21 @@ class Rule:
         """True where a constant channel stops being constant near the borders."""
         return False
 
+    def keeps_zero(self, op, zeros):
+        """True if a channel that is exactly zero in the inputs flagged by `zeros` (one
+        bool per input) is exactly zero in the output too, whatever the weights (DCE: a
+        switched-off channel stays off)."""
+        return False
+
 
 class PerChannel(Rule):
     """Output channel c is input channel c: activations, BN, pooling, padding, dropout."""
 
     def propagate(self, op, in_ids, graph):
         return [in_ids[0]]
+
+    def keeps_zero(self, op, zeros):
+        return zeros[0]  # pooling, padding, dropout, cropping, upsampling
 
     def weight_axes(self, op):
         # BN / Normalization / PReLU weights all index the channel on their last axis.
@@ -112,6 +122,10 @@ class ValueMap(PerChannel):
         same = np.all(np.isclose(rows, rows[:1]), axis=0)
         return [np.where(np.isfinite(v) & same, rows[0], np.nan)]
 
+    def keeps_zero(self, op, zeros):
+        out = self.constants(op, [np.zeros(op.in_channels(0))])[0]  # f(0) == 0?
+        return zeros[0] and bool(np.all(out == 0))
+
 
 class BatchNorm(PerChannel):
     def propagate(self, op, in_ids, graph):
@@ -132,6 +146,9 @@ class BatchNorm(PerChannel):
         tolerance = getattr(op.graph, "gamma_tolerance", 0.0)
         constant = np.abs(gamma) <= tolerance
         return [np.where(constant, beta, scale * (values[0] - w["moving_mean"]) + beta)]
+
+    def keeps_zero(self, op, zeros):
+        return False  # β and the batch mean shift a zero channel
 
 
 def _widths(op, cin, cout):
@@ -256,6 +273,11 @@ class Depthwise(Rule):
         kernel = kernel if isinstance(kernel, (list, tuple)) else [kernel]
         return op.config.get("padding", "valid") == "same" and any(k > 1 for k in kernel)
 
+    def keeps_zero(self, op, zeros):
+        if op.config.get("use_bias", True):
+            return False
+        return zeros[0] and bool(np.all(_activate(op, np.zeros(1)) == 0))
+
 
 class Separable(Source):
     """Depthwise (per input channel) then a pointwise conv that creates channels."""
@@ -296,12 +318,16 @@ class Merge(Rule):
             return super().constants(op, values)
         return [fn(np.broadcast_arrays(*values))]
 
+    def keeps_zero(self, op, zeros):
+        return _MERGE_ZERO.get(op.class_name, all)(zeros)
+
 
 _MERGE_FN = {
     "Add": lambda v: np.sum(v, axis=0), "Subtract": lambda v: v[0] - v[1],
     "Multiply": lambda v: np.prod(v, axis=0), "Average": lambda v: np.mean(v, axis=0),
     "Maximum": lambda v: np.max(v, axis=0), "Minimum": lambda v: np.min(v, axis=0),
 }
+_MERGE_ZERO = {"Multiply": any}  # a product is zero if one factor is; the rest: all
 
 
 class Concat(Rule):
@@ -369,6 +395,9 @@ class ChannelZeroPad(Rule):
         return [np.concatenate([np.zeros(op.config["before"]), values[0],
                                 np.zeros(op.config["after"])])]
 
+    def keeps_zero(self, op, zeros):
+        return zeros[0]  # the padded channels are zero anyway
+
     def new_config(self, op, config, masks):
         keep = masks.out_mask(0)
         before, after = config["before"], config["after"]
@@ -426,8 +455,10 @@ _PER_CHANNEL = [
     "LayerScale",  # keras.applications ConvNeXt: y = x * γ, γ per channel
 ]
 
-_COMPACT_PASS = ["MaxPooling2D", "AveragePooling2D", "Dropout", "SpatialDropout2D",
-                 "GaussianNoise", "Identity", "Activation", "ReLU", "LeakyReLU", "ELU"]
+_COMPACT_PASS = ["MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
+                 "GlobalMaxPooling2D", "ZeroPadding2D", "Cropping2D", "UpSampling2D",
+                 "Dropout", "SpatialDropout2D", "GaussianNoise", "Identity", "Activation",
+                 "ReLU", "LeakyReLU", "ELU"]
 
 RULES = {name: PerChannel() for name in _PER_CHANNEL}
 RULES.update({name: ValueMap() for name in _VALUE_MAPS})
@@ -438,16 +469,19 @@ RULES.update({
     "SlimBatchNormalization": BatchNorm(), "GatedBatchNormalization": BatchNorm(),
     "Conv1D": Source(gating="source"), "Conv2D": Source(gating="source", compact="conv"),
     "Conv3D": Source(gating="source"), "GatedConv2D": Source(),
+    "GatedDepthwiseConv2D": Depthwise(), "GatedChannelZeroPad": ChannelZeroPad(),
+    "ChannelExpand": PerChannel(),
     "Conv1DTranspose": ConvTranspose(), "Conv2DTranspose": ConvTranspose(),
     "Dense": Dense(),
-    "DepthwiseConv1D": Depthwise(), "DepthwiseConv2D": Depthwise(),
+    "DepthwiseConv1D": Depthwise(), "DepthwiseConv2D": Depthwise(compact="depthwise"),
     "SeparableConv1D": Separable(gating="source"),
     "SeparableConv2D": Separable(gating="source"),
-    "Add": Merge(), "Subtract": Merge(), "Multiply": Merge(), "Average": Merge(),
-    "Maximum": Merge(), "Minimum": Merge(),
+    "Add": Merge(compact="merge"), "Subtract": Merge(compact="merge"),
+    "Multiply": Merge(compact="merge"), "Average": Merge(compact="merge"),
+    "Maximum": Merge(compact="merge"), "Minimum": Merge(compact="merge"),
     "Concatenate": Concat(),
     "Flatten": Reshape(), "Reshape": Reshape(),
-    "ChannelZeroPad": ChannelZeroPad(), "ChannelGate": Gate(),
+    "ChannelZeroPad": ChannelZeroPad(compact="zeropad"), "ChannelGate": Gate(),
     "LayerNormalization": Barrier(), "GroupNormalization": Barrier(),
     "UnitNormalization": Barrier(), "Permute": Barrier(),
     "Softmax": Softmax(),

@@ -7,8 +7,9 @@ channels) · callback (CUCBCallback) · pipeline (dce_plan, run_dce) · tensorbo
 """
 from keras_slim.dce.bandit import CUCB
 from keras_slim.dce.callback import POLICIES, CUCBCallback
-from keras_slim.dce.gates import ChannelGate, gate_model, gates_of, strip_gates
+from keras_slim.dce.gates import (ChannelGate, compact_summary, gate_model, gates_of,
+                                  strip_gates)
 from keras_slim.dce.pipeline import DCEResult, dce_plan, run_dce
 
-__all__ = ["CUCB", "CUCBCallback", "ChannelGate", "DCEResult", "POLICIES", "dce_plan",
-           "gate_model", "gates_of", "run_dce", "strip_gates"]
+__all__ = ["CUCB", "CUCBCallback", "ChannelGate", "DCEResult", "POLICIES",
+           "compact_summary", "dce_plan", "gate_model", "gates_of", "run_dce", "strip_gates"]

@@ -37,6 +37,22 @@ def active_count(num_arms, fraction):
     return int(min(num_arms, max(1, math.floor(fraction * num_arms + 0.5))))
 
 
+def segments(channel_sets, num_arms):
+    """Split arms 0..num_arms-1 into segments: arms held by the same channel sets (e.g. the
+    tensors of a coupled group: a ResNet option-A stream holds 16 channels in stage 1, 64
+    in stage 3). Playing a fixed count per segment gives every set a fixed count.
+    Returns sorted index arrays, ordered by their first arm."""
+    signature = [[] for _ in range(num_arms)]
+    for n, channels in enumerate(channel_sets):
+        for arm in sorted({int(c) for c in channels}):
+            signature[arm].append(n)
+    by_signature = {}
+    for arm, sig in enumerate(signature):
+        by_signature.setdefault(tuple(sig), []).append(arm)
+    return sorted((np.asarray(arms, dtype=np.int64) for arms in by_signature.values()),
+                  key=lambda arms: arms[0])
+
+
 class CUCB:
     """Top-k combinatorial UCB with random warm-up and optional discounting.
 
@@ -48,10 +64,12 @@ class CUCB:
       discount: None (plain means) or gamma in (0, 1).
       seed: seed of the random warm-up draws and of tie-breaking.
       k: number of active arms per round, in [1, num_arms].
+      segments: None, or index arrays partitioning the arms (see `segments`): then
+        active_count(len(segment), fraction) arms are played in each segment.
     """
 
     def __init__(self, num_arms, fraction=0.5, warmup_steps=0, exploration=1.0,
-                 discount=None, seed=None, k=None):
+                 discount=None, seed=None, k=None, segments=None):
         if not _is_int(num_arms) or num_arms < 1:
             raise ValueError(f"num_arms must be an int >= 1, got {num_arms!r}.")
         if k is None:
@@ -78,6 +96,24 @@ class CUCB:
         self.sums = np.zeros(self.num_arms)       # (discounted) reward sums
         self.mu = np.zeros(self.num_arms)         # mean observed reward
         self.rounds = 0.0                         # (discounted) past rounds, for ln t
+        self.segments = None                      # None: one segment, k arms
+        if segments is not None:
+            self.set_segments(segments, [active_count(len(s), fraction) for s in segments])
+
+    def set_segments(self, segments, counts):
+        """Play counts[i] arms of segments[i] per round (k becomes their sum)."""
+        arms = np.sort(np.concatenate([np.asarray(s, dtype=np.int64) for s in segments]))
+        if not np.array_equal(arms, np.arange(self.num_arms)):
+            raise ValueError(f"segments must partition the {self.num_arms} arms.")
+        if any(not _is_int(c) or not 1 <= c <= len(s) for s, c in zip(segments, counts)):
+            raise ValueError(f"segment counts {list(counts)} do not fit the segments' sizes "
+                             f"{[len(s) for s in segments]}.")
+        if len(segments) == 1:  # exactly the plain top-k
+            self.segments, self.k = None, int(counts[0])
+            return
+        self.segments = [(np.asarray(s, dtype=np.int64), int(c))
+                         for s, c in zip(segments, counts)]
+        self.k = sum(c for _, c in self.segments)
 
     # --- choosing ---------------------------------------------------------------------
     @property
@@ -95,11 +131,19 @@ class CUCB:
         """Indices of the k largest values; ties broken at random (seeded) so equal
         arms (e.g. all untried) are not always taken in index order."""
         values = np.asarray(values, dtype=np.float64)
-        order = np.lexsort((self.rng.random(self.num_arms), -values))
-        return np.sort(order[:self.k])
+        chosen = []
+        for arms, k in self.segment_counts():
+            order = np.lexsort((self.rng.random(len(arms)), -values[arms]))
+            chosen.append(arms[order[:k]])
+        return np.sort(np.concatenate(chosen))
 
     def random_select(self):
-        return np.sort(self.rng.choice(self.num_arms, size=self.k, replace=False))
+        return np.sort(np.concatenate([arms[self.rng.choice(len(arms), size=k, replace=False)]
+                                       for arms, k in self.segment_counts()]))
+
+    def segment_counts(self):
+        """[(arms, count)] per segment (one segment of all arms if none were set)."""
+        return self.segments or [(np.arange(self.num_arms), self.k)]
 
     def select(self):
         """Sorted indices of the arms to play this round."""
@@ -151,7 +195,9 @@ class CUCB:
                 "warmup_steps": self.warmup_steps, "exploration": self.exploration,
                 "discount": self.discount, "seed": self.seed, "t": self.t,
                 "rounds": self.rounds, "T": self.T.tolist(), "sums": self.sums.tolist(),
-                "mu": self.mu.tolist(), "rng": self.rng.bit_generator.state}
+                "mu": self.mu.tolist(), "rng": self.rng.bit_generator.state,
+                "segments": None if self.segments is None else
+                [[arms.tolist(), k] for arms, k in self.segments]}
 
     def set_state(self, state):
         if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
@@ -175,6 +221,10 @@ class CUCB:
             setattr(self, name, value.copy())
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state["rng"]
+        self.segments = None
+        if state.get("segments"):  # states saved before segments existed have none
+            self.set_segments([s for s, _ in state["segments"]],
+                              [c for _, c in state["segments"]])
         return self
 
     @classmethod

@@ -17,7 +17,11 @@ meaningful (c = 1 is on the scale of the rewards) and cancels the 1/B and loss-s
 factors of dL/dh. A step whose active saliencies are all zero gives zero rewards.
 
 Coupled channels (Add / SE): a group's channel is one arm; its saliency is the sum over
-the group's gates (each gate measures one branch's share of the same channel).
+the group's gates (each gate measures one branch's share of the same channel). When the
+gates of a group hold different subsets of its channels (ResNet option A: the stream's
+stage-1 tensors hold 16 of its 64 channels), the bandit plays a fraction p of every
+*segment* (channels held by the same gates; keras_slim.dce.bandit.segments), so every
+gated tensor has p of its channels active, as in the paper's "fraction p of each layer".
 """
 import json
 import os
@@ -26,7 +30,7 @@ import numpy as np
 
 from keras_slim.compat import keras
 from keras_slim.core.walk import iter_layers
-from keras_slim.dce.bandit import CUCB, _is_int, _is_real
+from keras_slim.dce.bandit import CUCB, _is_int, _is_real, active_count, segments
 from keras_slim.dce.gates import gates_of
 
 POLICIES = ("cucb", "random", "fixed")
@@ -116,17 +120,23 @@ class CUCBCallback(keras.callbacks.Callback):
                                  f"{sorted(groups)}.")
         for i, (name, members) in enumerate(groups.items()):
             size = max(int(index.max()) + 1 for _, index in members)
+            segs = segments([index for _, index in members], size)
+            fraction = self._fraction_of(name, members)
             bandit = self.bandits.get(name)
             if bandit is not None:
                 if bandit.num_arms != size:
                     raise ValueError(f"restored bandit state of group {name!r} has "
                                      f"{bandit.num_arms} channels, the model's gates "
                                      f"{size}. Was it saved for another model?")
+                if bandit.segments is None and len(segs) > 1:  # saved before segments
+                    bandit.set_segments(segs, [active_count(len(s), fraction)
+                                               for s in segs])
                 continue
-            self.bandits[name] = CUCB(size, fraction=self._fraction_of(name, members),
+            self.bandits[name] = CUCB(size, fraction=fraction,
                                       warmup_steps=self.warmup_steps,
                                       exploration=self.exploration,
-                                      discount=self.discount, seed=self.seed + i)
+                                      discount=self.discount, seed=self.seed + i,
+                                      segments=segs)
         extra = sorted(set(self.bandits) - set(groups))
         if extra:
             raise ValueError(f"restored bandit state has groups {extra} that model "
@@ -140,20 +150,31 @@ class CUCBCallback(keras.callbacks.Callback):
                     f"mask applied in training), but the callback plays {k} of "
                     f"{self.bandits[name].num_arms} channels of group {name!r}: pass "
                     "gate_model the fraction you train with.")
-        self.indexed = []  # (layer, variable name, group): compact layers' active indices
+        # (variable, group, channel_index): compact layers' active positions in a tensor
+        self.indexed = []
         for _, layer in iter_layers(model):
-            for attribute, group in getattr(layer, "index_groups", {}).items():
+            for attribute, (group, channels) in getattr(layer, "index_groups", {}).items():
                 variable = getattr(layer, attribute)
-                k = self.bandits[group].k
+                channels = None if channels is None else np.asarray(channels, np.int64)
+                k = self._played(group, channels)
                 if int(variable.shape[0]) != k:
                     raise ValueError(
                         f"layer {layer.name!r} was gated for compact execution with "
                         f"{int(variable.shape[0])} active channels of group {group!r}, "
                         f"but the callback plays {k}: pass the gate_model fraction to "
                         "CUCBCallback (or fraction=None).")
-                self.indexed.append((variable, group))
+                self.indexed.append((variable, group, channels))
         self.groups = groups
         self._attached = model
+
+    def _played(self, group, channels):
+        """Active channels per step among `channels` (None: all) of a group."""
+        bandit = self.bandits[group]
+        if channels is None:
+            return bandit.k
+        held = set(channels.tolist())
+        return sum(k if set(arms.tolist()) <= held else 0 for arms, k in bandit.segment_counts()
+                   if held & set(arms.tolist()))
 
     def _fraction_of(self, name, members):
         if isinstance(self.fraction, dict) and name in self.fraction:
@@ -192,8 +213,9 @@ class CUCBCallback(keras.callbacks.Callback):
             masks[name] = np.zeros(self.bandits[name].num_arms)
             masks[name][self.active[name]] = 1.0
         self._set_masks(masks)
-        for variable, group in self.indexed:
-            variable.assign(self.active[group].astype(np.int32))
+        for variable, group, channels in self.indexed:
+            on = masks[group] if channels is None else masks[group][channels]
+            variable.assign(np.flatnonzero(on).astype(np.int32))
 
     def end_step(self):
         """Feed the saliency recorded in the backward pass to the bandits."""

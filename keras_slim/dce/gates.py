@@ -17,9 +17,14 @@ but all gates of a group are driven by one mask over the group's channels (the g
 `channel_index` maps its channels to the group's), so a residual channel is on or off
 in every branch at once — otherwise switching it off in one branch would not remove it.
 
-Compact execution (gate_model(..., compact=True), the default): plain conv chains are
-rewritten to GatedConv2D / GatedBatchNormalization layers that compute only the active
-channels in training (keras_slim.dce.compact); other gated groups are masked.
+Extra gates: where a per-channel layer that does not keep zeros (the BN after a depthwise
+conv, a pre-activation BN after an Add) makes switched-off channels non-zero again before
+a layer that mixes channels, a gate of the same group goes behind it, so a switched-off
+channel really is off (keras_slim.dce.compact.leaking_tensors).
+
+Compact execution (gate_model(..., compact=True), the default): the gated groups' convs,
+BNs, depthwise convs and zero pads run on the active channels only in training
+(keras_slim.dce.compact); `compact_summary` lists the groups that are masked and why.
 """
 import copy
 
@@ -28,7 +33,8 @@ import tensorflow as tf
 
 from keras_slim import compat
 from keras_slim.compat import keras, register_serializable
-from keras_slim.dce.compact import GatedBatchNormalization, GatedConv2D, plan_compact
+from keras_slim.dce.compact import (ChannelExpand, TensorGroups, expand, leaking_tensors,
+                                    plan_compact)
 from keras_slim.dce.bandit import _is_real
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.walk import copy_weights, is_nested_model, iter_layers
@@ -60,7 +66,7 @@ class ChannelGate(keras.layers.Layer):
     """
 
     def __init__(self, group=None, channel_index=None, fraction=1.0, active=None,
-                 expand=True, **kwargs):
+                 expand=False, **kwargs):
         super().__init__(**kwargs)
         if not _is_real(fraction) or not 0.0 < fraction <= 1.0:
             raise ValueError(f"ChannelGate {self.name!r}: fraction must be in (0, 1], "
@@ -70,7 +76,7 @@ class ChannelGate(keras.layers.Layer):
                                                                  channel_index]
         self.fraction = float(fraction)
         # Compact execution (keras_slim.dce.compact): in training the input holds only the
-        # `active` channels; `expand` scatters them back to full width for the consumers.
+        # `active` channels (`expand`: scatter them back to full width, older models).
         self.active = None if active is None else int(active)
         self.expand = bool(expand)
 
@@ -94,7 +100,7 @@ class ChannelGate(keras.layers.Layer):
             self.index = self.add_weight(name="index", shape=(self.active,), dtype="int32",
                                          initializer="zeros", trainable=False)
             self.index.assign(np.arange(self.active, dtype=np.int32))
-            self.index_groups["index"] = self.group
+            self.index_groups["index"] = (self.group, self.channel_index)
         super().build(input_shape)
 
     def call(self, inputs, training=None):
@@ -102,11 +108,7 @@ class ChannelGate(keras.layers.Layer):
             outputs = recorded_identity(inputs, self.index, self.saliency)
             if not self.expand:
                 return outputs
-            channels = self.mask.shape[0]
-            index = self.index[:, None]
-            position = tf.scatter_nd(index, tf.range(self.active), [channels])
-            on = tf.scatter_nd(index, tf.ones([self.active], outputs.dtype), [channels])
-            return tf.gather(outputs, position, axis=-1) * on
+            return expand(outputs, self.index, self.mask.shape[0])
         if training and self.fraction >= 1.0:
             # Every channel active every step (CUCBCallback checks): skip the mask.
             return recorded_identity(inputs, None, self.saliency)
@@ -157,23 +159,51 @@ def _rename_refs(value, old, new):
             _rename_refs(v, old, new)
 
 
-def _inbound_node(layer):
+def _inbound_node(layer, name=None):
+    """The inbound node of a layer reading output 0 of `layer` (as layer `name`)."""
+    name = name or layer.name
     if compat.LEGACY_KERAS:
-        return [[[layer.name, 0, 0, {}]]]
+        return [[[name, 0, 0, {}]]]
     out = layer.output
     return [{"args": [{"class_name": "__keras_tensor__",
                        "config": {"shape": list(out.shape), "dtype": out.dtype,
-                                  "keras_history": [layer.name, 0, 0]}}],
+                                  "keras_history": [name, 0, 0]}}],
              "kwargs": {}}]
 
 
-def _insert_gates(model, gates, swaps=None):
+def _insert_gates(model, gates, swaps=None, expands=()):
     """A copy of `model` with gates[path] = ChannelGate inserted behind the layer at each
-    path (nested models included), and swaps[path] = (class, extra config) applied."""
+    path (nested models included), swaps[path] = (class, extra config) applied, and for
+    each (layer, source name, consumer name) of `expands` a top-level layer inserted
+    between the source and that one consumer."""
     config = copy.deepcopy(model.get_config())
     compat.drop_build_configs(config)
     _insert_into(config, model, (), gates, swaps or {})
+    for layer, source, consumer in expands:
+        _insert_before(config, model, layer, source, consumer)
     return compat.model_from_config(model, config)
+
+
+def _insert_before(config, model, layer, source, consumer):
+    """Insert `layer` on the edge from layer `source` (its output 0) into `consumer`."""
+    layers = config["layers"]
+    position = next(i for i, e in enumerate(layers) if e["config"]["name"] == consumer)
+    entry = _serialize(layer)
+    entry.pop("build_config", None)
+    if not isinstance(model, keras.Sequential):
+        names = {other.name for other in model.layers}
+        origin = model.get_layer(source) if source in names \
+            else _gated_source(model, config, source)
+        entry["name"] = layer.name
+        entry["inbound_nodes"] = _inbound_node(origin, source)
+        _rename_refs(layers[position].get("inbound_nodes", []), source, layer.name)
+    layers.insert(position, entry)
+
+
+def _gated_source(model, config, gate_name):
+    """The layer a gate called `gate_name` reads (its output has the gate's shape)."""
+    entry = next(e for e in config["layers"] if e["config"]["name"] == gate_name)
+    return model.get_layer(compat.inbound_calls(entry)[0][0][0])
 
 
 def _insert_into(config, level, prefix, gates, swaps):
@@ -245,12 +275,46 @@ def gate_model(model, fraction, layers=None, compact=True):
         gates as the default of CUCBCallback).
       layers: names of conv layers to gate (their whole ChannelGraph group is gated);
         None gates every top-level conv whose channels can all be pruned.
-      compact: run plain conv chains on their active channels only in training
-        (keras_slim.dce.compact); False masks everywhere (full compute, same training).
+      compact: run the gated groups on their active channels only in training
+        (keras_slim.dce.compact; compact_summary says which groups cannot and why);
+        False masks everywhere (full compute, same training).
 
     Raises ValueError naming the layer if a requested layer cannot be gated (its
     channels reach the model output, it is not a conv, ...) or the model has none.
     """
+    plan = _gating_plan(model, fraction, layers, compact)
+    new = _insert_gates(model, plan["gates"], plan["swaps"], plan["expands"])
+    copy_weights(model, new, leading=True)
+    return new
+
+
+def compact_summary(model, fraction=None, layers=None):
+    """Which gated groups run compact at `fraction`, and why the others are masked.
+
+    Args:
+      model: a plain model (with `fraction`, and `layers` as for gate_model) or a gated
+        one (its gates' fraction and groups).
+    Returns {group name: None (runs compact) or the reason it is masked, naming the
+    layer, e.g. "Concatenate 'concat_3' mixes groups"}, in group order.
+    """
+    compat.ensure_model(model)
+    gates = gates_of(model)
+    if gates:
+        groups = sorted({g.group for g in gates})
+        fraction = gates[0].fraction if fraction is None else fraction
+        model = strip_gates(model)
+        graph = ChannelGraph(model)
+        layers = [next(p for p in g.layers if _gatable(graph.op_by_path[p]))
+                  for g in graph.groups if g.name in groups]
+    elif fraction is None:
+        raise ValueError("compact_summary: pass the fraction for a model without gates.")
+    return _gating_plan(model, fraction, layers, True)["summary"]
+
+
+def _gating_plan(model, fraction, layers, compact):
+    """What gate_model inserts and swaps: {"gates": {path: ChannelGate}, "swaps": {path:
+    (class, extra config)}, "expands": [(ChannelExpand, source, consumer)], "summary":
+    {group: None or why it is masked}}."""
     compat.ensure_model(model)
     if not _is_real(fraction) or not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}.")
@@ -298,50 +362,57 @@ def gate_model(model, fraction, layers=None, compact=True):
             if group not in groups:
                 groups.append(group)
 
-    chains = {}
+    tensors = TensorGroups(graph)
+    gate_keys, named = {}, {}  # group -> gated tensor keys; key -> name of its gate
     for group in groups:
+        keys = gate_keys.setdefault(group.name, [])
         for path in group.layers:
             end = _chain_end(graph, graph.op_by_path[path], consumers)
             if end.outputs[0] in graph.output_keys:
                 raise ValueError(f"layer {path!r} cannot be gated: its output is a model "
                                  "output.")
-            chains[path] = end
-    swaps = {}
-    compact_gates = {}
+            keys.append(end.outputs[0])
+            named[end.outputs[0]] = path.rsplit("/", 1)[-1]
+        keys.extend(k for k in leaking_tensors(tensors, group, keys) if k not in keys)
+    swaps, expands = {}, []
+    compact_plan = None
     if compact:  # compact layers are swapped in at the top level; nested groups mask
-        top_level = [g for g in groups if not any("/" in p for p in g.layers)]
-        plan = plan_compact(graph, consumers, top_level, chains, fraction)
-        swaps.update({p: (GatedConv2D, kw) for p, kw in plan["convs"].items()})
-        swaps.update({p: (GatedBatchNormalization, kw) for p, kw in plan["bns"].items()})
-        compact_gates = plan["gates"]
+        top_level = {g.name: (g, gate_keys[g.name]) for g in groups
+                     if not any("/" in p for p in g.layers)}
+        compact_plan = plan_compact(tensors, top_level, fraction)
+        swaps = compact_plan.swaps
+    summary = {g.name: compact_plan.summary.get(g.name, "a nested model's group: masked")
+               if compact_plan else "compact=False: masked" for g in groups}
 
     taken = {p.rsplit("/", 1)[-1] for p, _ in iter_layers(model)} | \
         {layer.name for layer in model.layers}
     gates = {}
     for group in groups:
-        index = {int(r): j for j, r in enumerate(group.roots)}
-        for path in group.layers:
-            end = chains[path]
-            channel_index = [index[int(r)] for r in graph.roots(graph.ids[end.outputs[0]])]
+        for key in gate_keys[group.name]:
+            end = tensors.producer[key]
+            channel_index = tensors.of(key, group)
             identity = channel_index == list(range(group.size))
             extra = {}
-            if end.path in compact_gates:
-                _, active, expand = compact_gates[end.path]
-                extra = {"active": active, "expand": expand}
+            if compact_plan and key in compact_plan.gates:
+                extra = {"active": compact_plan.gates[key][1]}
             gates[end.path] = ChannelGate(
                 group=group.name, channel_index=None if identity else channel_index,
-                fraction=fraction, name=_unique_name(f"{path.rsplit('/', 1)[-1]}_gate", taken),
+                fraction=fraction,
+                name=_unique_name(f"{named.get(key, end.names[-1])}_gate", taken),
                 **extra)
-    new = _insert_gates(model, gates, swaps)
-    copy_weights(model, new, leading=True)
-    return new
+    for key, consumer, entry in compact_plan.expands if compact_plan else ():
+        source = tensors.producer[key].path
+        source = gates[source].name if source in gates else source
+        layer = ChannelExpand(indices={"index": entry},
+                              name=_unique_name(f"{consumer}_expand", taken))
+        expands.append((layer, source, consumer))
+    return {"gates": gates, "swaps": swaps, "expands": expands, "summary": summary}
 
 
 def _swapped_entry(entry, layer, cls, extra):
     """`entry` (a layer's config entry) rewritten as class `cls` with `extra` config."""
     config = dict(layer.get_config())
-    for key in ("group", "active", "input_group", "input_active"):
-        config.pop(key, None)
+    config.pop("indices", None)
     config.update(extra)
     new_entry = _serialize(cls.from_config(config))
     new_entry.pop("build_config", None)
@@ -373,11 +444,9 @@ def _strip_from(config, level):
         layer = by_name.get(name)
         if is_nested_model(layer):
             _strip_from(entry["config"], layer)
-        elif isinstance(layer, (GatedConv2D, GatedBatchNormalization)):
-            plain = keras.layers.Conv2D if isinstance(layer, GatedConv2D) \
-                else keras.layers.BatchNormalization
-            entry = _swapped_entry(entry, layer, plain, {})
-        if not isinstance(layer, ChannelGate):
+        elif getattr(layer, "plain_class", None) is not None:  # compact layers
+            entry = _swapped_entry(entry, layer, layer.plain_class, {})
+        if not isinstance(layer, (ChannelGate, ChannelExpand)):
             kept.append(entry)
             continue
         if isinstance(level, keras.Sequential):
