@@ -253,6 +253,49 @@ def test_compact_summary_names_the_groups_that_mask():
     assert summary["b1_expand"] == "DepthwiseConv2D 'b1_dw' depth_multiplier=2"
     with pytest.raises(ValueError, match="pass the fraction"):
         compact_summary(model)
+    masked = compact_summary(gate_model(model, 0.5, compact=False))
+    assert set(masked.values()) == {"compact=False: masked"}
+
+
+def _chain_with(layer):
+    i = keras.Input((S, S, 3))
+    x = keras.layers.Conv2D(W, 3, padding="same", name="c1")(i)
+    x = layer(x)
+    x = keras.layers.Conv2D(W, 3, padding="same", name="c2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(i, keras.layers.Dense(3, name="out")(x))
+
+
+def test_settings_without_a_compact_form_mask_and_say_why():
+    noisy = _chain_with(keras.layers.Dropout(0.5, noise_shape=(None, 1, 1, W), name="drop"))
+    assert compact_summary(noisy, 0.5)["c1"] == \
+        f"Dropout 'drop' noise_shape={noisy.get_layer('drop').get_config()['noise_shape']}"
+    (compact, _), (masked, _) = pair(noisy, 0.5)
+    assert sgd_step(compact) > 0  # trains (masked), no shape error
+    if "renorm" in keras.layers.BatchNormalization().get_config():  # tf_keras only
+        renorm = _chain_with(keras.layers.BatchNormalization(renorm=True, name="bn"))
+        assert compact_summary(renorm, 0.5)["c1"] == "BatchNormalization 'bn' renorm=True"
+
+
+def test_an_operation_node_on_a_leaking_path_gets_no_gate_and_steps_agree():
+    """x * 2.0 after global pooling is a Keras 3 operation node (a TFOpLambda layer in
+    tf_keras): gate_model must not try to insert a gate behind it."""
+    i = keras.Input((S, S, 3))
+    x = keras.layers.Conv2D(W, 3, padding="same", name="c1")(i)
+    x = keras.layers.ReLU(name="r1")(x)
+    x = keras.layers.Conv2D(W, 3, padding="same", name="c2")(x)
+    x = keras.layers.ReLU(name="r2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    model = keras.Model(i, keras.layers.Dense(3, name="out")(x * 2.0))
+    (compact, _), (masked, _) = pair(model, 0.5)
+    assert abs(sgd_step(compact) - sgd_step(masked)) <= 1e-5
+
+
+def test_a_gated_layer_saved_by_the_old_format_is_a_clear_error():
+    config = keras.layers.Conv2D(W, 3, name="old").get_config()
+    config.update(group="old", active=4, input_group=None, input_active=None)
+    with pytest.raises((TypeError, ValueError), match="'old' was saved by an older keras-slim"):
+        GatedConv2D.from_config(config)  # Keras wraps it in a TypeError naming the class
 
 
 def test_fit_on_a_gated_resnet_strips_to_the_plain_architecture(tmp_path):

@@ -66,6 +66,13 @@ class _Indexed:
     plain_class = None  # what strip_gates turns it into
 
     def __init__(self, *args, indices=None, **kwargs):
+        legacy = sorted({"group", "active", "input_group", "input_active"} & set(kwargs))
+        if legacy:  # saved before compact execution covered coupled groups
+            raise ValueError(
+                f"{type(self).__name__} {kwargs.get('name')!r} was saved by an older "
+                f"keras-slim (config keys {legacy}); this version cannot train it. Strip its "
+                "gates with the version that saved it, or gate the plain model again "
+                "(keras_slim.dce.gate_model).")
         super().__init__(*args, **kwargs)
         self.indices = {str(a): _index_entry(*v) for a, v in (indices or {}).items()}
 
@@ -327,8 +334,11 @@ def _zero_pass(tensors, group, gated_keys, gate_leaks):
         flags = [k in zero for k in op.inputs]
         if any(flags) and op.rule is not None and op.rule.keeps_zero(op, flags):
             zero.add(key)
-        elif gate_leaks and any(_leaves(c, tensors, group)
-                                for c in tensors.consumers.get(key, [])):
+        elif gate_leaks and isinstance(op.layer, keras.layers.Layer) \
+                and any(_leaves(c, tensors, group) for c in tensors.consumers.get(key, [])):
+            # A gate goes behind layers only: a Keras 3 operation node is no layer to
+            # insert one after. Its output then leaks in the masked model as before, and
+            # compact execution expands before it, so both still agree.
             extra.append(key)
             zero.add(key)
     return zero, extra
@@ -422,6 +432,9 @@ def _plan_group(tensors, group, gate_keys, fraction):
         elif kind in _PER_CHANNEL and len(op.inputs) == 1 and len(op.outputs) == 1:
             if kind == "depthwise" and op.config.get("depth_multiplier", 1) != 1:
                 return f"{_what(op)} depth_multiplier={op.config['depth_multiplier']}"
+            why = _setting_without_compact_form(op)
+            if why:
+                return f"{_what(op)} {why}"
             compact.add(op.outputs[0])
         else:
             expands.extend((k, op) for k in inputs)
@@ -448,6 +461,15 @@ def _plan_group(tensors, group, gate_keys, fraction):
         identity = channels == list(range(group.size))
         entries[key] = _index_entry(group.name, active, None if identity else channels)
     return entries, readers, expands
+
+
+def _setting_without_compact_form(op):
+    """A layer setting the compact layers do not reproduce, or None."""
+    if op.config.get("renorm"):  # tf_keras batch renormalization
+        return "renorm=True"
+    if op.config.get("noise_shape") is not None:  # names the full channel count
+        return f"noise_shape={op.config['noise_shape']}"
+    return None
 
 
 def _what(op):

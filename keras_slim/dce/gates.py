@@ -299,7 +299,9 @@ def compact_summary(model, fraction=None, layers=None):
     """
     compat.ensure_model(model)
     gates = gates_of(model)
+    compact = True
     if gates:
+        compact = any(getattr(layer, "index_groups", None) for _, layer in iter_layers(model))
         groups = sorted({g.group for g in gates})
         fraction = gates[0].fraction if fraction is None else fraction
         model = strip_gates(model)
@@ -308,7 +310,7 @@ def compact_summary(model, fraction=None, layers=None):
                   for g in graph.groups if g.name in groups]
     elif fraction is None:
         raise ValueError("compact_summary: pass the fraction for a model without gates.")
-    return _gating_plan(model, fraction, layers, True)["summary"]
+    return _gating_plan(model, fraction, layers, compact)["summary"]
 
 
 def _gating_plan(model, fraction, layers, compact):
