@@ -29,9 +29,10 @@ from keras_slim.core.criteria import SCORERS, criterion_plan
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.plan import group_scores
 from keras_slim.core.rebuild import rebuild
-from keras_slim.export import convert, load_interpreter
+from keras_slim.export import load_interpreter
 from keras_slim.export.benchmark import fill_random_inputs
 from keras_slim.latency import build_table, plan_for_measured_latency
+from keras_slim.latency.probe import timing_tflite
 from keras_slim.zoo import models
 
 OUT = os.path.join(common.RESULTS, "latency_scale.md")
@@ -46,14 +47,6 @@ def _model(name):
     if name == "vgg_small":
         return models.build(name, input_shape=(28, 28, 1))
     return getattr(keras.applications, name)(weights=None, input_shape=(224, 224, 3))
-
-
-def _convert(model, dtype):
-    data = None
-    if dtype == "int8":
-        shape = tuple(int(d) for d in model.inputs[0].shape[1:])
-        data = np.random.default_rng(0).standard_normal((4,) + shape).astype(np.float32)
-    return convert(model, dtype, representative_data=data)
 
 
 def _timer(content, threads, xnnpack, runs):
@@ -116,7 +109,7 @@ def scale_rows(name, args, lines):
         rows[label] = {"macs": prof["macs"], "params": prof["params"],
                        "pred": table.predict_model(ChannelGraph(pruned))}
         for dtype in ("int8", "float32"):
-            contents[label, dtype] = _convert(pruned, dtype)
+            contents[label, dtype] = timing_tflite(pruned, dtype)
     common.log(f"{name}: timing {len(contents) * len(CONFIGS)} interpreters")
     ms = interleaved_ms(contents, CONFIGS, args.runs, args.rounds)
     base = rows["original"]
@@ -148,8 +141,8 @@ def target_rows(name, args, lines):
     table = _table(graph, args)
     one = [(1, True)]
     macs_plan = criterion_plan(graph, "l1_norm", target={"macs": 0.5})
-    first = interleaved_ms({"original": _convert(model, "int8"),
-                            "macs": _convert(rebuild(model, macs_plan, graph=graph), "int8")},
+    first = interleaved_ms({"original": timing_tflite(model, "int8"),
+                            "macs": timing_tflite(rebuild(model, macs_plan, graph=graph), "int8")},
                            one, args.runs, args.rounds)
     original, macs_ms = first["original", one[0]], first["macs", one[0]]
     rows = [("50% MACs", macs_plan, None, None)]
@@ -164,7 +157,7 @@ def target_rows(name, args, lines):
         except ValueError as e:
             plan, why = None, str(e)
         rows.append((f"{label}, measured feedback", plan, why, goal))
-    contents = {i: _convert(rebuild(model, plan, graph=graph), "int8")
+    contents = {i: timing_tflite(rebuild(model, plan, graph=graph), "int8")
                 for i, (_, plan, _, _) in enumerate(rows) if plan is not None}
     ms = interleaved_ms(contents, one, args.runs, args.rounds)
     for i, (label, plan, why, goal) in enumerate(rows):

@@ -192,7 +192,7 @@ def test_scale_and_overhead_reproduce_both_whole_model_measurements(monkeypatch)
         timed.append((model, 0.3 + 2e-6 * metrics.profile(model)["macs"]))
         return timed[-1][1]
 
-    monkeypatch.setattr(probe, "_content", lambda model, dtype: model)  # no conversion
+    monkeypatch.setattr(probe, "timing_tflite", lambda model, dtype: model)  # no conversion
     monkeypatch.setattr(probe, "_time_ms", fake_ms)
     model = _tiny()
     graph = ChannelGraph(model)

@@ -17,7 +17,7 @@ from keras_slim.latency.device import processor_info, runtime_info
 from keras_slim.latency.signature import signature, signature_key, timed_ops
 from keras_slim.latency.table import LatencyTable, covers
 
-__all__ = ["build_table", "measure_model_ms", "grid_widths"]
+__all__ = ["build_table", "measure_model_ms", "grid_widths", "timing_tflite"]
 
 
 def grid_widths(full, fractions, round_to):
@@ -35,7 +35,7 @@ def _probe(op, cin, cout):
     return keras.Model(inputs, type(op.layer).from_config(config)(inputs))
 
 
-def _content(model, dtype):
+def timing_tflite(model, dtype):
     """The model as .tflite bytes (int8 calibrated on random normal inputs: latency does
     not depend on the values)."""
     from keras_slim.export import convert
@@ -64,7 +64,7 @@ def measure_model_ms(model, dtype="int8", threads=1, xnnpack=True, runs=50, warm
     """LiteRT latency (ms; `statistic` "median" or "min" of the runs) of a Keras model
     converted at `dtype`. "min" resists a CPU shared with other jobs."""
     _check_statistic(statistic)
-    return _time_ms(_content(model, dtype), threads, xnnpack, runs, warmup, statistic)
+    return _time_ms(timing_tflite(model, dtype), threads, xnnpack, runs, warmup, statistic)
 
 
 def _interleaved_ms(contents, measure, rounds, bar=None):
@@ -93,7 +93,7 @@ def _fit_scale_and_overhead(table, graph, measure, rounds):
             models.append(half)
     except ValueError:  # nothing prunable: one point, overhead only
         pass
-    timed = _interleaved_ms([_content(m, measure["dtype"]) for m in models], measure, rounds)
+    timed = _interleaved_ms([timing_tflite(m, measure["dtype"]) for m in models], measure, rounds)
     scale = 1.0
     if len(timed) == 2:
         scale = min(max((timed[0] - timed[1]) / (full_sum - half_sum), 0.05), 20.0)
@@ -137,11 +137,11 @@ def build_table(model_or_graph, cache=None, dtype="int8", threads=1, xnnpack=Tru
     if total:
         bar = keras.utils.Progbar(total * (rounds + 1), verbose=verbose, unit_name="probe")
         empty = keras.Input((1, 1, 8))
-        contents = [_content(keras.Model(empty, keras.layers.ReLU()(empty)), dtype)]
+        contents = [timing_tflite(keras.Model(empty, keras.layers.ReLU()(empty)), dtype)]
         for op, sig, cins, couts in todo:  # convert every probe, then time them
             for cin in cins:
                 for cout in (couts or [cin * op.config.get("depth_multiplier", 1)]):
-                    contents.append(_content(_probe(op, cin, cout), dtype))
+                    contents.append(timing_tflite(_probe(op, cin, cout), dtype))
                     bar.add(1)
         timed = _interleaved_ms(contents, measure, rounds, bar)
         base, timed = timed[0], iter(timed[1:])
