@@ -50,6 +50,32 @@ def test_teacher_term_has_a_gradient_through_the_student(teacher):
     assert float(distillation.teacher_term(teacher(x), teacher(x))) == pytest.approx(0, abs=1e-5)
 
 
+def _softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_teacher_term_is_the_softened_kl_times_t_squared():
+    teacher_logits = np.array([[5.0, 0.0, -5.0], [1.0, 2.0, 3.0]], "float32")
+    student_logits = np.array([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0]], "float32")
+    p, q = _softmax(teacher_logits / 4.0), _softmax(student_logits / 4.0)
+    expected = 16.0 * float((p * np.log(p / q)).sum(-1).mean())
+    got = float(distillation.teacher_term(teacher_logits, student_logits, temperature=4.0))
+    assert got == pytest.approx(expected, rel=1e-4)  # not a KL of the logits themselves
+
+
+def test_distiller_loss_is_the_weighted_sum_of_labels_and_teacher_terms(teacher):
+    x, y = _task(2, 64)
+    student = _mlp(4, 3)
+    trainer = _compile(distillation.distiller(student, distillation.frozen_copy(teacher),
+                                              temperature=4.0, alpha=0.3), lr=0.0)
+    labels = float(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
+        y, student(x)))
+    term = float(distillation.teacher_term(teacher(x), student(x), temperature=4.0))
+    loss = trainer.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)["loss"]
+    assert loss == pytest.approx(0.7 * labels + 0.3 * term, rel=1e-4)
+
+
 def test_distillation_fine_tuning_lowers_the_teacher_term(teacher):
     x, y = _task()
     student = _mlp(4, 2)

@@ -35,11 +35,19 @@ def teacher_term(teacher_logits, student_logits, temperature=DEFAULT_TEMPERATURE
     """T² · KL(softmax(teacher/T) ‖ softmax(student/T)), averaged over the batch: the loss
     the distiller adds with weight alpha."""
     if compat.KERAS3:
-        return keras.distillation.LogitsDistillation(temperature).compute_loss(
-            teacher_logits, student_logits)
+        return _logits_distillation(temperature).compute_loss(teacher_logits,
+                                                              student_logits)
     t = tf.nn.softmax(tf.cast(teacher_logits, tf.float32) / temperature, axis=-1)
     s = tf.nn.softmax(tf.cast(student_logits, tf.float32) / temperature, axis=-1)
     return keras.losses.KLDivergence()(t, s) * temperature ** 2
+
+
+def _logits_distillation(temperature):
+    # A KLDivergence instance, not the default "kl_divergence" string: Keras 3.15 turns
+    # the string into a plain function, misses its softmax branch, and takes the KL of
+    # the clipped logits instead of the softened probabilities.
+    return keras.distillation.LogitsDistillation(temperature,
+                                                 loss=keras.losses.KLDivergence())
 
 
 def frozen_copy(model):
@@ -69,7 +77,7 @@ def distiller(student, teacher, temperature=DEFAULT_TEMPERATURE, alpha=DEFAULT_A
     if compat.KERAS3:
         trainer = keras.distillation.Distiller(
             teacher=teacher, student=student,
-            distillation_losses=keras.distillation.LogitsDistillation(temperature),
+            distillation_losses=_logits_distillation(temperature),
             student_loss_weight=1.0 - float(alpha))
     else:
         trainer = _LegacyDistiller(student, teacher, temperature, alpha)
@@ -97,16 +105,27 @@ class _LegacyDistiller(keras.Model):
     def call(self, inputs, training=None):
         return self.student(inputs, training=training)
 
-    def train_step(self, data):
+    def _loss(self, data, training):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         teacher_logits = self.teacher(x, training=False)
-        with tf.GradientTape() as tape:
-            logits = self(x, training=True)
-            labels_loss = self.compiled_loss(y, logits, sample_weight,
-                                             regularization_losses=self.losses)
-            distill = teacher_term(teacher_logits, logits, self.temperature)
-            loss = (1.0 - self.alpha) * labels_loss + self.alpha * distill
-        self.optimizer.minimize(loss, self.student.trainable_variables, tape=tape)
+        logits = self(x, training=training)
+        distill = teacher_term(teacher_logits, logits, self.temperature)
+        # The labels' loss weighted 1 - alpha through its sample weights and the teacher
+        # term added as an extra loss, so the "loss" compiled_loss tracks is the total.
+        weights = tf.ones(tf.shape(logits)[:1]) if sample_weight is None else sample_weight
+        loss = self.compiled_loss(y, logits, (1.0 - self.alpha) * weights,
+                                  regularization_losses=self.losses + [self.alpha * distill])
         self.compiled_metrics.update_state(y, logits, sample_weight)
         self.distillation_loss_tracker.update_state(distill)
+        return loss
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            loss = self._loss(data, training=True)
+        self.optimizer.minimize(loss, self.student.trainable_variables, tape=tape)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        # The same loss as training, as Keras 3's Distiller reports it (val_loss alike).
+        self._loss(data, training=False)
         return {m.name: m.result() for m in self.metrics}
