@@ -71,6 +71,9 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
         the model outputs logits.
     distill: fine-tune by distillation from the unpruned (slimming: sparsity-trained)
         model, with `temperature` and `alpha` (keras_slim.training.distillation).
+        With validation_data the report holds accuracy_before / accuracy_after, and
+        for "slimming" and "l1" accuracy_pruned (right after pruning, before
+        fine-tuning); "slimming" also accuracy_sparse (after sparsity training).
     pretrained: pick defaults() for a trained model (short sparsity phase, 10× lower λ
         and learning rate) instead of from scratch; sparsity_epochs, l1 and learning_rate
         override them. Other keyword arguments go to the plan (scope, min_fraction, ...).
@@ -86,19 +89,27 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
     if target is not None:  # criteria.prune's cost target replaces the ratio
         plan_kwargs["target"], ratio = target, None
     distill_args = dict(distill=distill, temperature=temperature, alpha=alpha)
+    stages = {}  # accuracy after sparsity training / right after pruning, if measured
 
     if method == "slimming":
         from keras_slim.slimming.pipeline import network_slimming
 
         result = network_slimming(model, train_data, epochs, finetune_epochs, ratio, l1,
                                   compile_fn=compile_fn, verbose=verbose,
-                                  round_to=round_to, **distill_args, **plan_kwargs)
+                                  validation_data=validation_data, round_to=round_to,
+                                  **distill_args, **plan_kwargs)
         small, plan, histories = result.model, result.plans[-1], result.histories
+        if validation_data is not None:  # where the accuracy went, phase by phase
+            stages.update(
+                accuracy_sparse=dict(histories)["sparsity"]["val_accuracy"][-1],
+                accuracy_pruned=result.after_rebuild[-1]["compensated"])
     elif method == "l1":
         from keras_slim.slimming.pipeline import finetune
 
         small, plan = criteria.prune(model, "l1_norm", ratio, round_to=round_to,
                                      **plan_kwargs)
+        if validation_data is not None:
+            stages["accuracy_pruned"] = _accuracy(compile_fn(small), validation_data)
         teacher = distillation.frozen_copy(model) if distill else None
         small, history = finetune(small, train_data, finetune_epochs, compile_fn,
                                   verbose=verbose, teacher=teacher, temperature=temperature,
@@ -126,5 +137,5 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
     if validation_data is not None:
         compile_fn(model_copy := distillation.frozen_copy(model))
         report.update(accuracy_before=_accuracy(model_copy, validation_data),
-                      accuracy_after=_accuracy(small, validation_data))
+                      accuracy_after=_accuracy(small, validation_data), **stages)
     return SlimResult(small, plan, report, method, histories)

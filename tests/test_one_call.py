@@ -46,8 +46,13 @@ def test_slim_equals_the_step_by_step_pipeline_on_the_same_seed():
     small, _ = steps.finetune(ks.strip(pruned), train, 2, compile_fn, verbose=0,
                               teacher=teacher)
 
-    manual = float(small.evaluate(val, verbose=0, return_dict=True)["accuracy"])
-    assert result.report["accuracy_after"] == pytest.approx(manual, abs=1e-6)
+    def evaluate(m):
+        return float(compile_fn(m).evaluate(val, verbose=0, return_dict=True)["accuracy"])
+
+    assert result.report["accuracy_after"] == pytest.approx(evaluate(small), abs=1e-6)
+    # the report follows the accuracy through the phases, each on the same data
+    assert result.report["accuracy_sparse"] == pytest.approx(evaluate(slim_model), abs=1e-6)
+    assert result.report["accuracy_pruned"] == pytest.approx(evaluate(pruned), abs=1e-6)
     assert result.plan.to_dict()["groups"] == plan.to_dict()["groups"]
     assert result.report["params_after"] < result.report["params_before"]
     assert result.model.count_params() == small.count_params()
@@ -56,9 +61,15 @@ def test_slim_equals_the_step_by_step_pipeline_on_the_same_seed():
 def test_l1_method_prunes_fine_tunes_with_a_teacher_and_leaves_the_model_alone():
     model = _model()
     weights = [w.copy() for w in model.get_weights()]
+    val = _data(64, 1)
     result = ks.slim(model, _data(), method="l1", ratio=0.5, round_to=1, verbose=0,
-                     pretrained=True)
+                     pretrained=True, validation_data=val)
     assert result.model.count_params() < model.count_params()
+    pruned, _ = criteria.prune(model, "l1_norm", 0.5, round_to=1)
+    steps.default_compile(pruned)
+    assert result.report["accuracy_pruned"] == pytest.approx(
+        float(pruned.evaluate(val, verbose=0, return_dict=True)["accuracy"]), abs=1e-6)
+    assert "accuracy_sparse" not in result.report  # no sparsity phase in "l1"
     assert "distillation_loss" in result.histories[-1][1]
     for w, w0 in zip(model.get_weights(), weights):
         np.testing.assert_array_equal(w, w0)
