@@ -169,10 +169,13 @@ def child_env(**variables):
 # ---- data and training ------------------------------------------------------------------
 
 
-def fashion_mnist(quick, batch_size, seed=0):
-    """(train split, train, test, info): all 60k training images, or the first 10k with
-    --quick (shuffled with `seed`), and the 10k test images in batches of 512."""
-    train_split = "train[:10000]" if quick else "train"
+def fashion_mnist(quick, batch_size, seed=0, train_images=None):
+    """(train split, train, test, info): all 60k training images, the first 10k with
+    --quick, or the first `train_images` (shuffled with `seed`), and the 10k test images
+    in batches of 512."""
+    if quick:
+        train_images = 10000
+    train_split = f"train[:{train_images}]" if train_images else "train"
     train, info = data.load("fashion_mnist", train_split, batch_size=batch_size, seed=seed)
     test, _ = data.load("fashion_mnist", "test", batch_size=512)
     return train_split, train, test, info
