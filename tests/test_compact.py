@@ -174,6 +174,14 @@ def test_coupled_groups_run_compact():
     restored = CUCBCallback().set_state(callback.get_state())
     assert [len(a) for a, _ in restored.bandits["stem_conv"].segment_counts()] == [16, 16,
                                                                                    32]
+    restored.attach(gated)  # the same model: its segments match
+    state = callback.get_state()  # as if saved for a model that splits the stream in two
+    state["bandits"]["stem_conv"]["segments"] = [[list(range(32)), 16],
+                                                 [list(range(32, 64)), 16]]
+    with pytest.raises(ValueError, match=r"group 'stem_conv' splits its 64 channels into "
+                                         r"segments \[32, 32\], the model's gates into "
+                                         r"\[16, 16, 32\]"):
+        CUCBCallback().set_state(state).attach(gated)
     for _ in range(3):
         callback.begin_step()
         active = callback.active["stem_conv"]

@@ -131,6 +131,13 @@ class CUCBCallback(keras.callbacks.Callback):
                 if bandit.segments is None and len(segs) > 1:  # saved before segments
                     bandit.set_segments(segs, [active_count(len(s), fraction)
                                                for s in segs])
+                elif _partition(arms for arms, _ in bandit.segment_counts()) != \
+                        _partition(segs):
+                    raise ValueError(
+                        f"restored bandit state of group {name!r} splits its {size} "
+                        f"channels into segments {_sizes(bandit.segment_counts())}, the "
+                        f"model's gates into {[len(s) for s in segs]}. Was it saved for "
+                        f"another model?")
                 continue
             self.bandits[name] = CUCB(size, fraction=fraction,
                                       warmup_steps=self.warmup_steps,
@@ -306,3 +313,12 @@ class CUCBCallback(keras.callbacks.Callback):
                 raise ValueError(f"bandit state file '{path}' is not valid JSON: {e}") \
                     from None
         return self.set_state(state)
+
+
+def _partition(segments):
+    """A partition of arms into segments, comparable whatever the segments' order."""
+    return sorted(tuple(sorted(int(a) for a in arms)) for arms in segments)
+
+
+def _sizes(segment_counts):
+    return [len(arms) for arms, _ in segment_counts]
