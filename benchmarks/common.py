@@ -170,10 +170,10 @@ def child_env(**variables):
 
 
 def fashion_mnist(quick, batch_size, seed=0, train_images=None):
-    """(train split, train, test, info): all 60k training images, the first 10k with
-    --quick, or the first `train_images` (shuffled with `seed`), and the 10k test images
+    """(train split, train, test, info): all 60k training images, the first
+    `train_images`, or 10k with --quick (shuffled with `seed`), and the 10k test images
     in batches of 512."""
-    if quick:
+    if quick and not train_images:
         train_images = 10000
     train_split = f"train[:{train_images}]" if train_images else "train"
     train, info = data.load("fashion_mnist", train_split, batch_size=batch_size, seed=seed)

@@ -106,9 +106,11 @@ def main():
         args.epochs, args.finetune_epochs, args.seeds = 1, 1, 1
         args.warmup_steps = min(args.warmup_steps, 20)
     fractions = [float(f) for f in args.fractions.split(",")]
+    policies = args.policies.split(",")
+    if not policies or set(policies) - {"cucb", "random"}:
+        parser.error(f"--policies takes cucb and/or random, got {args.policies!r}")
     train_split, train, test, info = fashion_mnist(args.quick, args.batch_size,
                                                    train_images=args.train_images)
-    policies = args.policies.split(",")
 
     def build():
         return build_model(args.model, info)

@@ -100,9 +100,10 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
                                   **distill_args, **plan_kwargs)
         small, plan, histories = result.model, result.plans[-1], result.histories
         if validation_data is not None:  # where the accuracy went, phase by phase
-            stages.update(
-                accuracy_sparse=dict(histories)["sparsity"]["val_accuracy"][-1],
-                accuracy_pruned=result.after_rebuild[-1]["compensated"])
+            stages["accuracy_pruned"] = result.after_rebuild[-1]["compensated"]
+            sparse = dict(histories)["sparsity"].get("val_accuracy")
+            if sparse:  # none with sparsity_epochs=0
+                stages["accuracy_sparse"] = sparse[-1]
     elif method == "l1":
         from keras_slim.slimming.pipeline import finetune
 

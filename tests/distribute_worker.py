@@ -128,12 +128,32 @@ def slim(strategy, proximal=False):
             "weights": weights_of(model, ["c1", "bn1", "c2", "bn2", "out"])}
 
 
+def distill(strategy):
+    """Fine-tuning by distillation: the teacher term is averaged over the global batch."""
+    from keras_slim.training import distillation
+
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        student, teacher = chain_net(True), chain_net(True)
+        set_weights(student, {"bn1": STRONG_GAMMA.copy(), "bn2": STRONG_GAMMA.copy()})
+        set_weights(teacher, {"bn1": STRONG_GAMMA[::-1].copy(), "bn2": STRONG_GAMMA.copy()})
+        teacher.get_layer("out").set_weights([3 * w for w in
+                                              teacher.get_layer("out").get_weights()])
+        trainer = distillation.distiller(student, distillation.frozen_copy(teacher),
+                                         temperature=2.0, alpha=0.5)
+        trainer.compile(optimizer=keras.optimizers.SGD(0.05), loss=LOSS)
+    history = trainer.fit(dataset(strategy), epochs=1, verbose=0, shuffle=False)
+    return {"loss": float(history.history["loss"][-1]),
+            "weights": weights_of(student, ["c1", "bn1", "c2", "bn2", "out"])}
+
+
 SCENARIOS = {
     "dce_compact": lambda s: dce(s, compact=True, synchronized=True, warmup_steps=3),
     "dce_masked": lambda s: dce(s, compact=False, synchronized=False,
                                 warmup_steps=STEPS),
     "slim": slim,
     "slim_proximal": lambda s: slim(s, proximal=True),
+    "distill": distill,
 }
 
 

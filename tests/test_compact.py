@@ -182,6 +182,13 @@ def test_coupled_groups_run_compact():
                                          r"segments \[32, 32\], the model's gates into "
                                          r"\[16, 16, 32\]"):
         CUCBCallback().set_state(state).attach(gated)
+    state["bandits"]["stem_conv"]["segments"] = None  # saved with one segment
+    with pytest.raises(ValueError, match=r"segments \[64\], the model's gates into"):
+        CUCBCallback().set_state(state).attach(gated)
+    del state["bandits"]["stem_conv"]["segments"]  # saved before segments: re-segmented
+    legacy = CUCBCallback().set_state(state)
+    legacy.attach(gated)
+    assert [len(a) for a, _ in legacy.bandits["stem_conv"].segment_counts()] == [16, 16, 32]
     for _ in range(3):
         callback.begin_step()
         active = callback.active["stem_conv"]

@@ -76,6 +76,46 @@ def test_distiller_loss_is_the_weighted_sum_of_labels_and_teacher_terms(teacher)
     assert loss == pytest.approx(0.7 * labels + 0.3 * term, rel=1e-4)
 
 
+def _regularized_mlp(seed):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8,))
+    h = keras.layers.Dense(4, activation="relu",
+                           kernel_regularizer=keras.regularizers.L2(0.5))(inputs)
+    return keras.Model(inputs, keras.layers.Dense(3)(h))
+
+
+def test_the_students_regularizers_count_and_the_teachers_do_not():
+    x, y = _task(3, 64)
+    student, teacher = _regularized_mlp(4), _regularized_mlp(5)
+    trainer = _compile(distillation.distiller(student, teacher, temperature=2.0,
+                                              alpha=0.5), lr=0.0)
+    labels = float(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
+        y, student(x)))
+    term = float(distillation.teacher_term(teacher(x), student(x), temperature=2.0))
+    student_l2 = 0.5 * float(np.sum(student.layers[1].get_weights()[0] ** 2))
+    loss = trainer.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)["loss"]
+    assert loss == pytest.approx(0.5 * labels + 0.5 * term + student_l2, rel=1e-4)
+
+
+def test_per_pixel_outputs_distil():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(10, 4, 4, 3)).astype("float32")
+    y = (x[..., 0] > 0).astype("int64")                        # a label per pixel
+
+    def segmenter(seed):
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((4, 4, 3))
+        return keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs))
+
+    student, teacher = segmenter(1), segmenter(2)
+    trainer = _compile(distillation.distiller(student, teacher, alpha=0.25), lr=0.0)
+    labels = float(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
+        y, student(x)))
+    term = float(distillation.teacher_term(teacher(x), student(x)))
+    loss = trainer.evaluate(x, y, batch_size=5, verbose=0, return_dict=True)["loss"]
+    assert loss == pytest.approx(0.75 * labels + 0.25 * term, rel=1e-4)
+
+
 def test_distillation_fine_tuning_lowers_the_teacher_term(teacher):
     x, y = _task()
     student = _mlp(4, 2)

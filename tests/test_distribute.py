@@ -148,6 +148,14 @@ def test_mirrored_proximal_slimming_matches_one_device(mirrored):
     _assert_weights_close(one, two, atol=1e-5)
 
 
+def test_mirrored_distillation_matches_one_device(mirrored):
+    one, two = mirrored["one"]["distill"], mirrored["two"]["distill"]
+    assert two["replicas"] == 2
+    assert one["loss"] > 0.1  # the teacher term is there to learn from
+    np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-4)
+    _assert_weights_close(one, two, atol=1e-5)
+
+
 # --- MultiWorkerMirroredStrategy: two local workers -------------------------------------
 def _free_ports(count):
     sockets = [socket.socket() for _ in range(count)]

@@ -104,3 +104,10 @@ def test_defaults_differ_for_pretrained_models():
     scratch, pretrained = ks.pipeline.defaults(False), ks.pipeline.defaults(True)
     assert pretrained["epochs"] < scratch["epochs"]
     assert pretrained["learning_rate"] < scratch["learning_rate"]
+
+
+def test_slimming_without_a_sparsity_phase_reports_what_it_measured():
+    result = ks.slim(_model(), _data(), method="slimming", ratio=0.5, sparsity_epochs=0,
+                     validation_data=_data(64, 1), round_to=1, verbose=0, distill=False)
+    assert "accuracy_sparse" not in result.report  # no sparsity epoch, nothing measured
+    assert 0.0 <= result.report["accuracy_pruned"] <= 1.0

@@ -97,6 +97,7 @@ class CUCB:
         self.mu = np.zeros(self.num_arms)         # mean observed reward
         self.rounds = 0.0                         # (discounted) past rounds, for ln t
         self.segments = None                      # None: one segment, k arms
+        self.segments_saved = True                # False: restored from a pre-segment state
         if segments is not None:
             self.set_segments(segments, [active_count(len(s), fraction) for s in segments])
 
@@ -222,7 +223,9 @@ class CUCB:
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state["rng"]
         self.segments = None
-        if state.get("segments"):  # states saved before segments existed have none
+        # States saved before segments existed lack the key; the model's gates decide.
+        self.segments_saved = "segments" in state
+        if state.get("segments"):
             self.set_segments([s for s, _ in state["segments"]],
                               [c for _, c in state["segments"]])
         return self

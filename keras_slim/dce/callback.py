@@ -128,9 +128,10 @@ class CUCBCallback(keras.callbacks.Callback):
                     raise ValueError(f"restored bandit state of group {name!r} has "
                                      f"{bandit.num_arms} channels, the model's gates "
                                      f"{size}. Was it saved for another model?")
-                if bandit.segments is None and len(segs) > 1:  # saved before segments
-                    bandit.set_segments(segs, [active_count(len(s), fraction)
-                                               for s in segs])
+                if not bandit.segments_saved:  # a state from before segments existed
+                    if len(segs) > 1:
+                        bandit.set_segments(segs, [active_count(len(s), fraction)
+                                                   for s in segs])
                 elif _partition(arms for arms, _ in bandit.segment_counts()) != \
                         _partition(segs):
                     raise ValueError(

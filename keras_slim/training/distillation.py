@@ -8,7 +8,9 @@ unpruned or sparsity-trained model (teacher) at once (Hinton et al., 2015).
 loss = (1 - alpha) · labels' loss + alpha · T² · KL(softmax(teacher/T) ‖ softmax(student/T)).
 Both models output logits. Keras 3 uses its own `keras.distillation.Distiller` with
 `LogitsDistillation`; tf_keras has no such class, so `_LegacyDistiller` (a Model with a
-train_step) computes the same loss. This module is the only one that knows the two apart.
+train_step) computes the same loss. Both add the student's own losses (regularizers);
+sample weights weight the labels' term on tf_keras only (Keras 3's Distiller ignores
+them). This module is the only one that knows the two apart.
 """
 import tensorflow as tf
 
@@ -39,7 +41,10 @@ def teacher_term(teacher_logits, student_logits, temperature=DEFAULT_TEMPERATURE
                                                               student_logits)
     t = tf.nn.softmax(tf.cast(teacher_logits, tf.float32) / temperature, axis=-1)
     s = tf.nn.softmax(tf.cast(student_logits, tf.float32) / temperature, axis=-1)
-    return keras.losses.KLDivergence()(t, s) * temperature ** 2
+    # reduction "none" + mean: tf_keras refuses the default reduction inside a
+    # tf.distribute train_step.
+    kl = keras.losses.KLDivergence(reduction="none")(t, s)
+    return tf.reduce_mean(kl) * temperature ** 2
 
 
 def _logits_distillation(temperature):
@@ -75,7 +80,7 @@ def distiller(student, teacher, temperature=DEFAULT_TEMPERATURE, alpha=DEFAULT_A
                          f"teacher {teacher.name!r} {teacher.output_shape}: distillation "
                          f"needs the same classes.")
     if compat.KERAS3:
-        trainer = keras.distillation.Distiller(
+        trainer = _Distiller(
             teacher=teacher, student=student,
             distillation_losses=_logits_distillation(temperature),
             student_loss_weight=1.0 - float(alpha))
@@ -86,6 +91,19 @@ def distiller(student, teacher, temperature=DEFAULT_TEMPERATURE, alpha=DEFAULT_A
         # Built now, so checkpoint callbacks (BackupAndRestore) accept it.
         trainer(tf.zeros((1,) + shape[1:], student.inputs[0].dtype))
     return trainer
+
+
+if compat.KERAS3:
+    class _Distiller(keras.distillation.Distiller):
+        """Keras 3's Distiller plus the student's own losses (kernel regularizers,
+        add_loss), which its compute_loss leaves out and a plain fit would train with."""
+
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
+                         training=True):
+            loss = super().compute_loss(x, y, y_pred, sample_weight, training)
+            if self.student.losses:
+                loss = loss + keras.ops.sum(keras.ops.stack(self.student.losses))
+            return loss
 
 
 class _LegacyDistiller(keras.Model):
@@ -112,9 +130,10 @@ class _LegacyDistiller(keras.Model):
         distill = teacher_term(teacher_logits, logits, self.temperature)
         # The labels' loss weighted 1 - alpha through its sample weights and the teacher
         # term added as an extra loss, so the "loss" compiled_loss tracks is the total.
-        weights = tf.ones(tf.shape(logits)[:1]) if sample_weight is None else sample_weight
-        loss = self.compiled_loss(y, logits, (1.0 - self.alpha) * weights,
-                                  regularization_losses=self.losses + [self.alpha * distill])
+        weights = tf.ones(tf.shape(logits)[:-1]) if sample_weight is None else sample_weight
+        loss = self.compiled_loss(
+            y, logits, (1.0 - self.alpha) * weights,
+            regularization_losses=self.student.losses + [self.alpha * distill])
         self.compiled_metrics.update_state(y, logits, sample_weight)
         self.distillation_loss_tracker.update_state(distill)
         return loss
