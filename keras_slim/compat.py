@@ -267,6 +267,43 @@ def is_graph_model(model):
     return isinstance(model, Functional)
 
 
+def _plain_functional(model):
+    """The same graph as a plain Functional model (the layers are shared, not copied)."""
+    return keras.Model(model.inputs, model.outputs, name=model.name)
+
+
+def _serialize(model):
+    if LEGACY_KERAS:
+        return keras.layers.serialize(model)
+    return keras.saving.serialize_keras_object(model)
+
+
+def graph_config(model):
+    """model.get_config() as a graph. A subclass of Model built from inputs and outputs
+    whose get_config returns its constructor arguments instead (keras-hub backbones, a
+    user's own) is written as a plain Functional model: at the top and when nested. A
+    rebuild can only replay the graph: the constructor's arguments name the old widths."""
+    config = model.get_config()
+    if isinstance(model, keras.Sequential):
+        return config
+    if "input_layers" not in config:
+        config = _plain_functional(model).get_config()
+    layers = operations_by_name(model)
+    for entry in config["layers"]:
+        layer = layers.get(entry["config"].get("name", entry.get("name")))
+        if not isinstance(layer, keras.Model) or isinstance(layer, keras.Sequential):
+            continue
+        inner = graph_config(layer)
+        if "input_layers" not in entry["config"] or inner != entry["config"]:
+            plain = _serialize(_plain_functional(layer))
+            for key in ("module", "class_name", "registered_name"):
+                entry.pop(key, None)
+                if key in plain:
+                    entry[key] = plain[key]
+            entry["config"] = inner
+    return config
+
+
 def drop_build_configs(config):
     """Keras 3 records each layer's input shape; after a width edit, let the graph build."""
     from keras_slim.core.walk import iter_config_entries, iter_model_entries

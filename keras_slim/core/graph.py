@@ -114,7 +114,7 @@ class ChannelGraph:
     # --- reading the graph -------------------------------------------------------
     def _walk(self, model, prefix, input_keys):
         """Append the model's layer calls to self.ops; return its output tensor keys."""
-        config = model.get_config()
+        config = compat.graph_config(model)
         if isinstance(model, keras.Sequential):
             return self._walk_sequential(model, config, prefix, input_keys)
         produced = {}  # (layer name, tensor index) -> key

@@ -235,7 +235,7 @@ def _build(model, plan, edit, resize, compensate, gamma_tolerance, graph,
            calibration_data=None, verbose=0):
     graph = _graph_of(model, graph)
     masks = _Masks(graph, plan)
-    config = copy.deepcopy(model.get_config())
+    config = copy.deepcopy(compat.graph_config(model))
     entries = {op.path: config_entry_at(config, op.names) for op in graph.ops
                if not op.is_input}
     weights = {op.path: compat.weights_of(op.layer) for op in graph.ops if not op.is_input}

@@ -176,7 +176,7 @@ def _insert_gates(model, gates, swaps=None, expands=()):
     path (nested models included), swaps[path] = (class, extra config) applied, and for
     each (layer, source name, consumer name) of `expands` a top-level layer inserted
     between the source and that one consumer."""
-    config = copy.deepcopy(model.get_config())
+    config = copy.deepcopy(compat.graph_config(model))
     compat.drop_build_configs(config)
     _insert_into(config, model, (), gates, swaps or {})
     for layer, source, consumer in expands:
@@ -428,7 +428,7 @@ def strip_gates(model):
     """A copy of `model` without its ChannelGate layers (same outputs when every mask
     is 1); layer names and weights of the other layers are kept, nested models too."""
     compat.ensure_model(model)
-    config = copy.deepcopy(model.get_config())
+    config = copy.deepcopy(compat.graph_config(model))
     compat.drop_build_configs(config)
     if not gates_of(model):
         raise ValueError(f"model {model.name!r} has no ChannelGate layer to strip.")

@@ -63,7 +63,7 @@ def slimmable(model, l1=1e-4, on_no_scale="warn", normalize=False, proximal=Fals
     scale = 1.0 / max(count, 1) if normalize else 1.0
     template = _template_entry(SlimBatchNormalization(l1=l1))
 
-    config = copy.deepcopy(model.get_config())
+    config = copy.deepcopy(compat.graph_config(model))
     for path, _ in slimmed:
         entry = config_entry_at(config, path)
         entry.update(copy.deepcopy(template))
@@ -80,7 +80,7 @@ def strip(model):
     if not slim_layers(model):
         raise ValueError(f"model {model.name!r} has no SlimBatchNormalization layer.")
     template = _template_entry(keras.layers.BatchNormalization())
-    config = copy.deepcopy(model.get_config())
+    config = copy.deepcopy(compat.graph_config(model))
     for path in slim_layers(model):
         entry = config_entry_at(config, path)
         entry.update(copy.deepcopy(template))
