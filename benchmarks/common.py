@@ -252,3 +252,10 @@ def write_text(path, text):
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w") as f:
         f.write(text)
+
+
+def publish(lines, path):
+    """Print a report's lines and write them to `path`."""
+    text = "\n".join(lines)
+    print(text)
+    write_text(path, text)

@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
-    accuracy, build_model, cosine_compile, fashion_mnist, run_header, write_text)
+    accuracy, build_model, cosine_compile, fashion_mnist, publish, run_header)
 from keras_slim.compat import keras  # noqa: E402
 from keras_slim.core import metrics  # noqa: E402
 from keras_slim.core.rebuild import rebuild  # noqa: E402
@@ -174,9 +174,7 @@ def main():
                      f"(largest std {noise:.2f} pt): {verdict}")
     lines += ["", "<details><summary>per-seed rows (JSON)</summary>", "", "```json",
               json.dumps(results, indent=None), "```", "</details>", ""]
-    text = "\n".join(lines)
-    print(text)
-    write_text(args.out, text)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

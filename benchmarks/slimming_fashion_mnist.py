@@ -15,7 +15,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks.common import (  # noqa: E402
-    accuracy, build_model, cosine_compile, fashion_mnist, run_header, write_text)
+    accuracy, build_model, cosine_compile, fashion_mnist, publish, run_header)
 from keras_slim.compat import keras  # noqa: E402
 from keras_slim.slimming.pipeline import network_slimming  # noqa: E402
 
@@ -100,9 +100,7 @@ def main():
         "```",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    write_text(args.out, text)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

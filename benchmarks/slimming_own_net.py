@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras_slim as ks  # noqa: E402
 from benchmarks.common import (  # noqa: E402
-    cosine_compile, fashion_mnist, run_header, write_text)
+    cosine_compile, fashion_mnist, publish, run_header)
 from keras_slim.compat import keras  # noqa: E402
 from keras_slim.pipeline import defaults  # noqa: E402
 
@@ -133,9 +133,7 @@ def main():
         f"({report['macs_before'] / report['macs_after']:.2f}× fewer)",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    write_text(args.out, text)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":
