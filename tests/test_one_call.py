@@ -108,6 +108,9 @@ def test_defaults_differ_for_pretrained_models():
 
 def test_slimming_without_a_sparsity_phase_reports_what_it_measured():
     result = ks.slim(_model(), _data(), method="slimming", ratio=0.5, sparsity_epochs=0,
-                     validation_data=_data(64, 1), round_to=1, verbose=0, distill=False)
+                     finetune_epochs=0, validation_data=_data(64, 1), round_to=1, verbose=0,
+                     distill=False)
     assert "accuracy_sparse" not in result.report  # no sparsity epoch, nothing measured
-    assert 0.0 <= result.report["accuracy_pruned"] <= 1.0
+    # no fine-tuning either: the final model is the pruned one
+    assert result.report["accuracy_after"] == pytest.approx(result.report["accuracy_pruned"],
+                                                           abs=1e-6)

@@ -40,6 +40,8 @@ def sparsity_train(model, train_data, epochs, l1=1e-4, compile_fn=default_compil
     cbs = [l1_control, slimming.GammaLogger(gamma_log_dir, verbose=verbose)]
     if proximal:
         cbs.append(slimming.ProximalL1())
+    if not epochs:  # tf_keras refuses fit(epochs=0)
+        return slim, {}
     history = slim.fit(train_data, epochs=epochs, validation_data=validation_data,
                        callbacks=cbs + list(callbacks), verbose=verbose)
     return slim, history.history
@@ -74,6 +76,8 @@ def finetune(model, train_data, epochs, compile_fn=default_compile, validation_d
     if teacher is not None:
         trainer = distillation.distiller(model, teacher, temperature, alpha)
         compile_fn(trainer)
+    if not epochs:
+        return model, {}
     history = trainer.fit(train_data, epochs=epochs, validation_data=validation_data,
                           callbacks=list(callbacks), verbose=verbose)
     return model, history.history
