@@ -107,6 +107,16 @@ def test_macs_and_params_count_models_with_operation_nodes():
     assert op_paths and all(counts["layers"][p] == {"params": 0, "macs": 0} for p in op_paths)
 
 
+def test_a_macs_or_params_target_counts_models_with_operation_nodes():
+    from keras_slim.core.criteria import criterion_plan
+    model = _mobilenet_v3_block()
+    for target in ({"macs": 0.5}, {"params": 0.5}):
+        rebuilt = rebuild(model, criterion_plan(model, "l1_norm", target=target,
+                                                round_to=1))
+        key = next(iter(target))
+        assert profile(rebuilt)[key] <= 0.5 * profile(model)[key] * 1.1, target
+
+
 def test_operation_nodes_inside_a_nested_model():
     inner_in = keras.Input((8, 8, 8))
     y = L.Conv2D(8, 1, name="inner_conv")(inner_in)

@@ -101,10 +101,13 @@ class CostModel:
 def _params(op, cin, cout):
     """Weights of a layer at cin/cout channels: each axis the rule ties to the input
     ("in"), output ("out") or depthwise middle ("mid") shrinks in proportion."""
+    weights = getattr(op.layer, "weights", None)  # a Keras 3 operation node has none
+    if not weights:
+        return 0
     axes = op.rule.weight_axes(op)
     full_in, full_out = op.in_channels(0), op.out_channels(0)
     total = 0
-    for w, spec in zip(op.layer.weights, axes or [{}] * len(op.layer.weights)):
+    for w, spec in zip(weights, axes or [{}] * len(weights)):
         shape = list(w.shape)
         for axis, side in spec.items():
             full = {IN: full_in, OUT: full_out, MID: shape[axis]}[side]
