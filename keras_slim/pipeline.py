@@ -69,11 +69,11 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
         to keras_slim.core.criteria.prune instead (when given).
     train_data, validation_data: tf.data datasets of (images, integer labels) batches;
         the model outputs logits.
-    distill: fine-tune by distillation from the unpruned (slimming: sparsity-trained)
-        model, with `temperature` and `alpha` (keras_slim.training.distillation).
         With validation_data the report holds accuracy_before / accuracy_after, and
         for "slimming" and "l1" accuracy_pruned (right after pruning, before
         fine-tuning); "slimming" also accuracy_sparse (after sparsity training).
+    distill: fine-tune by distillation from the unpruned (slimming: sparsity-trained)
+        model, with `temperature` and `alpha` (keras_slim.training.distillation).
     pretrained: pick defaults() for a trained model (short sparsity phase, 10× lower λ
         and learning rate) instead of from scratch; sparsity_epochs, l1 and learning_rate
         override them. Other keyword arguments go to the plan (scope, min_fraction, ...).

@@ -72,12 +72,12 @@ def finetune(model, train_data, epochs, compile_fn=default_compile, validation_d
     if slimming.slim_layers(model):
         slimming.set_l1(model, 0.0)
     compile_fn(model)
+    if not epochs:  # tf_keras refuses fit(epochs=0)
+        return model, {}
     trainer = model
     if teacher is not None:
         trainer = distillation.distiller(model, teacher, temperature, alpha)
         compile_fn(trainer)
-    if not epochs:
-        return model, {}
     history = trainer.fit(train_data, epochs=epochs, validation_data=validation_data,
                           callbacks=list(callbacks), verbose=verbose)
     return model, history.history
