@@ -31,8 +31,11 @@ def define_flags():
     common.define_checkpoint_flags()
     common.define_distill_flags(default=True)
     flags.DEFINE_bool("pretrained", False, "The model starts trained (--model_path, "
-                      "--weights=imagenet): 1 sparsity epoch, λ and learning rate 10× lower "
-                      "unless given on the command line.")
+                      "--weights=imagenet): 1 sparsity epoch, learning rate 10× lower, no λ "
+                      "but --fade, unless given on the command line.")
+    flags.DEFINE_bool("fade", False, "Sparsity training fades the γ of the channels the "
+                      "prune will remove to exactly 0 (keras_slim.GammaFade; needs no λ, "
+                      "the default of --pretrained).")
     flags.DEFINE_integer("epochs", 2, "Sparsity-training epochs.", lower_bound=1)
     flags.DEFINE_integer("finetune_epochs", 1, "Fine-tuning epochs after pruning.", lower_bound=0)
     flags.DEFINE_float("l1", 5e-3, "λ of the L1 penalty on BN γ (the paper uses 1e-4 over 160 "
@@ -85,7 +88,7 @@ RUN_FLAGS = ("dataset", "local_data_dir", "train_take", "batch_size", "model",
              "learning_rate", "lr_schedule", "seed", "epochs", "finetune_epochs", "l1",
              "ratio", "round_to", "model_path", "weights", "replace_head", "image_size",
              "validation_split", "split_seed", "distill", "temperature", "alpha",
-             "pretrained")
+             "pretrained", "fade")
 
 
 def apply_pretrained_defaults():
@@ -139,6 +142,9 @@ def run(argv):
     from keras_slim.slimming import pipeline as network_slimming
     from keras_slim import slimming
     from keras_slim.compat import keras
+    from keras_slim.slimming import gamma_plan
+    from keras_slim.slimming.fade import DEFAULT_FADE_SHARE
+    from keras_slim.core.plan import ChannelPlan
 
     common.quiet_logs()
     if FLAGS.pretrained:
@@ -156,24 +162,32 @@ def run(argv):
     tb = os.path.join(out, "tensorboard")
     slim_path, before_path = (os.path.join(out, n) for n in ("sparsity.keras", "before.keras"))
     pruned_path, plan_path = (os.path.join(out, n) for n in ("pruned.keras", "plan.json"))
-    after_path = os.path.join(out, "after.keras")
+    after_path, faded_path = (os.path.join(out, n) for n in ("after.keras", "faded_plan.json"))
     slim = before = pruned = plan = after = None
 
+    fading = ", fading the channels to remove to γ = 0" if FLAGS.fade else ""
     print(f"\n== 1/4 sparsity training: {FLAGS.model_path or FLAGS.model} on {FLAGS.dataset}, "
-          f"λ={FLAGS.l1}")
+          f"λ={FLAGS.l1}{fading}")
     if state.done("sparsity"):
         print(state.skip_message("sparsity"))
     else:
         slim = slimming.slimmable(model, l1=FLAGS.l1)  # as network_slimming.sparsity_train
         common.compile_fn(steps * FLAGS.epochs)(slim)
+        callbacks = [slimming.L1Schedule(FLAGS.l1),
+                     slimming.GammaLogger(os.path.join(tb, "gamma")),
+                     keras.callbacks.TensorBoard(os.path.join(tb, "sparsity"))]
+        fader = slimming.GammaFade(  # a resumed fit continues the same ramp
+            lambda graph: gamma_plan(graph.model, FLAGS.ratio, graph=graph,
+                                     round_to=FLAGS.round_to),
+            fade_steps=max(int(DEFAULT_FADE_SHARE * steps * FLAGS.epochs), 1),
+            start_step=0) if FLAGS.fade else None
         common.resumable_fit(slim, train, FLAGS.epochs, state.checkpoint_dir("sparsity"),
-                   validation_data=test,
-                   callbacks=[slimming.L1Schedule(FLAGS.l1),
-                              slimming.GammaLogger(os.path.join(tb, "gamma")),
-                              keras.callbacks.TensorBoard(os.path.join(tb, "sparsity"))])
+                             validation_data=test, callbacks=callbacks + [fader] * bool(fader))
         slim.save(slim_path)  # with SlimBN: what the prune phase reads on a rerun
         before = slimming.strip(slim)
         before.save(before_path)
+        if fader:  # phase 2 removes exactly what faded
+            fader.plan.save(faded_path)
         state.finish("sparsity", slim="sparsity.keras", before="before.keras")
 
     print(f"\n== 2/4 prune {FLAGS.ratio:.0%} of channels by |γ| and rebuild")
@@ -181,7 +195,9 @@ def run(argv):
         print(state.skip_message("prune"))
     else:
         slim = slim or common.load_keras_model(slim_path)
-        pruned, plan, _ = network_slimming.prune(slim, FLAGS.ratio, round_to=FLAGS.round_to)
+        faded = ChannelPlan.load(faded_path) if FLAGS.fade else None
+        pruned, plan, _ = network_slimming.prune(slim, FLAGS.ratio, round_to=FLAGS.round_to,
+                                                 plan=faded)
         pruned = slimming.strip(pruned)
         pruned.save(pruned_path)
         plan.save(plan_path)

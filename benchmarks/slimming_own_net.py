@@ -10,6 +10,7 @@ fine-tuned model within 1 pt of it.
     python -m benchmarks.slimming_own_net --out benchmarks/results/slimming_own_net.md
 """
 import argparse
+import json
 import os
 import time
 
@@ -68,6 +69,38 @@ def own_net(input_shape, num_classes):
     return keras.Model(inputs, layers.Dense(num_classes)(x), name="own_se_depthwise_net")
 
 
+def _baseline(args, train, test, info):
+    """(trained model, test accuracy % per epoch, training seconds), cached at
+    args.baseline so several slimming settings can start from the same model."""
+    sidecar = args.baseline and os.path.splitext(args.baseline)[0] + ".json"
+    if args.baseline and os.path.exists(args.baseline):
+        with open(sidecar) as f:
+            meta = json.load(f)
+        if meta["epochs"] != args.epochs or meta["train_images"] != args.train_images:
+            raise ValueError(f"--baseline {args.baseline} was trained with {meta}; "
+                             f"this run asks for epochs={args.epochs}, "
+                             f"train_images={args.train_images}")
+        return keras.models.load_model(args.baseline), meta["curve"], meta["seconds"]
+    model = own_net(info.input_shape, info.num_classes)
+    start = time.time()
+    cosine_compile(int(train.cardinality()) * args.epochs)(model)
+    history = model.fit(train, epochs=args.epochs, validation_data=test, verbose=2)
+    seconds = time.time() - start
+    curve = [100 * a for a in history.history["val_accuracy"]]
+    if args.baseline:
+        model.save(args.baseline)
+        with open(sidecar, "w") as f:
+            json.dump({"epochs": args.epochs, "train_images": args.train_images,
+                       "curve": curve, "seconds": seconds}, f)
+    return model, curve, seconds
+
+
+def _faded(result):
+    sparsity = dict(result.histories).get("sparsity", {})
+    faded = sparsity.get("faded_channels")
+    return f"; {int(faded[-1]):,} BN channels faded to γ = 0" if faded else ""
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,20 +109,17 @@ def main():
     parser.add_argument("--train_images", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--baseline", default=None,
+                        help="a .keras path: load the trained baseline from it if it exists "
+                             "(with its .json curve), else train and save it there")
     parser.add_argument("--out", default="benchmarks/results/slimming_own_net.md")
     args = parser.parse_args()
     split, train, test, info = fashion_mnist(False, args.batch_size, args.seed,
                                              train_images=args.train_images)
     keras.utils.set_random_seed(args.seed)
-    model = own_net(info.input_shape, info.num_classes)
+    model, curve, baseline_seconds = _baseline(args, train, test, info)
     bn_channels = sum(layer.get_weights()[0].size for layer in model.layers
                       if isinstance(layer, layers.BatchNormalization))
-
-    start = time.time()
-    cosine_compile(int(train.cardinality()) * args.epochs)(model)
-    history = model.fit(train, epochs=args.epochs, validation_data=test, verbose=2)
-    baseline_seconds = time.time() - start
-    curve = [100 * a for a in history.history["val_accuracy"]]
     settle = max(curve[-3:]) - min(curve[-3:])
 
     start = time.time()
@@ -119,7 +149,8 @@ def main():
         f"- then `ks.slim(model, train, method=\"slimming\", ratio={args.ratio}, "
         f"validation_data=test, pretrained=True)`, nothing else set "
         f"({slim_seconds / 60:.1f} min): the pretrained defaults "
-        f"{defaults(pretrained=True)}, then 1 fine-tune epoch with distillation",
+        f"{defaults(pretrained=True)}, then 1 fine-tune epoch with distillation"
+        + _faded(result),
         "",
         "| stage | test acc % | Δ vs start pt | goal |",
         "|---|---|---|---|",

@@ -70,6 +70,7 @@ _API = {
     "GammaLogger": "keras_slim.slimming",
     "ProximalL1": "keras_slim.slimming",
     "GrowingL1": "keras_slim.slimming",
+    "GammaFade": "keras_slim.slimming",
     "gamma_plan": "keras_slim.slimming",
     "sparsity_summary": "keras_slim.slimming",
     "network_slimming": "keras_slim.slimming.pipeline",

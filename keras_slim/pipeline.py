@@ -23,15 +23,17 @@ METHODS = ("slimming", "dce", "l1")
 # From scratch the sparsity phase also trains the net; a pretrained net (ImageNet, or
 # the user's trained model) needs only to push γ apart, and a high lr or λ would wipe
 # what it knows. The apps' --pretrained applies the same table.
+# A trained model gets no λ: GammaFade fades the channels the prune will remove, which
+# needs no per-model tuning (one λ sparsified one net and left another untouched).
 _DEFAULTS = {
-    False: {"epochs": 2, "l1": 5e-3, "learning_rate": 0.05},
-    True: {"epochs": 1, "l1": 5e-4, "learning_rate": 0.005},
+    False: {"epochs": 2, "l1": 5e-3, "learning_rate": 0.05, "fade": False},
+    True: {"epochs": 1, "l1": 0.0, "learning_rate": 0.005, "fade": True},
 }
 
 
 def defaults(pretrained):
-    """{sparsity epochs, λ, learning rate} suited to a pretrained model or to training
-    from scratch (names as the apps' flags)."""
+    """{sparsity epochs, λ, learning rate, fade} suited to a pretrained model or to
+    training from scratch (names as the apps' flags)."""
     return dict(_DEFAULTS[bool(pretrained)])
 
 
@@ -59,7 +61,7 @@ def _accuracy(model, data):
 def slim(model, train_data, method="slimming", ratio=0.5, target=None,
          validation_data=None, distill=True, temperature=DEFAULT_TEMPERATURE,
          alpha=DEFAULT_ALPHA, pretrained=False, sparsity_epochs=None, finetune_epochs=1,
-         l1=None, learning_rate=None, round_to=8, verbose=1, **plan_kwargs):
+         l1=None, learning_rate=None, fade=None, round_to=8, verbose=1, **plan_kwargs):
     """Prune `model` and fine-tune it; `model` is not changed. Returns a SlimResult.
 
     method: "slimming" (γ-L1 sparsity training, prune by |γ|), "l1" (prune by filter L1
@@ -74,9 +76,11 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
         fine-tuning); "slimming" also accuracy_sparse (after sparsity training).
     distill: fine-tune by distillation from the unpruned (slimming: sparsity-trained)
         model, with `temperature` and `alpha` (keras_slim.training.distillation).
-    pretrained: pick defaults() for a trained model (short sparsity phase, 10× lower λ
-        and learning rate) instead of from scratch; sparsity_epochs, l1 and learning_rate
-        override them. Other keyword arguments go to the plan (scope, min_fraction, ...).
+    pretrained: pick defaults() for a trained model (1 sparsity epoch at a 10× lower
+        learning rate with no λ: the channels to remove fade to γ = 0, `GammaFade`)
+        instead of from scratch (2 epochs of γ-L1, λ 5e-3); sparsity_epochs, l1,
+        learning_rate and fade override them. Other keyword arguments go to the plan
+        (scope, min_fraction, ...).
     """
     compat.ensure_model(model)
     if method not in METHODS:
@@ -84,6 +88,7 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
     settings = defaults(pretrained)
     epochs = settings["epochs"] if sparsity_epochs is None else sparsity_epochs
     l1 = settings["l1"] if l1 is None else l1
+    fade = settings["fade"] if fade is None else fade
     compile_fn = _compile_fn(settings["learning_rate"] if learning_rate is None
                              else learning_rate)
     if target is not None:  # criteria.prune's cost target replaces the ratio
@@ -97,7 +102,7 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
         result = network_slimming(model, train_data, epochs, finetune_epochs, ratio, l1,
                                   compile_fn=compile_fn, verbose=verbose,
                                   validation_data=validation_data, round_to=round_to,
-                                  **distill_args, **plan_kwargs)
+                                  fade=fade, **distill_args, **plan_kwargs)
         small, plan, histories = result.model, result.plans[-1], result.histories
         if validation_data is not None:  # where the accuracy went, phase by phase
             stages["accuracy_pruned"] = result.after_rebuild[-1]["compensated"]

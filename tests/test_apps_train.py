@@ -191,6 +191,36 @@ def test_slim_resumes_in_its_finetune_phase_without_redoing_earlier_phases(tmp_p
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@needs_fmnist
+def test_slim_pretrained_fades_what_it_prunes_across_a_resume(tmp_path):
+    from keras_slim.core.graph import ChannelGraph
+    from keras_slim.core.plan import ChannelPlan
+    from keras_slim.serialization import load_model
+    from keras_slim.slimming import gamma_scores
+
+    out = tmp_path / "slim"
+    # 8 steps of sparsity training, the fade over the first 6; killed after step 4
+    args = ["--train_take=512", "--batch_size=64", "--test_take=256", "--pretrained",
+            "--finetune_epochs=0", "--ratio=0.5", "--eval_samples=100",
+            "--representative_samples=16", "--checkpoint_every_steps=2",
+            f"--output_dir={out}"]
+    killed = run_app("slim", *args, "--stop_after_steps=4")
+    assert killed.returncode == 3, killed.stderr[-3000:]
+    resumed = run_app("slim", *args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "λ=0.0, fading the channels to remove to γ = 0" in resumed.stdout
+    assert "resuming from the checkpoint at step 4 (epoch 1, 4 of 8 steps done)" \
+        in resumed.stdout
+    faded = ChannelPlan.load(str(out / "faded_plan.json"))
+    assert faded.to_dict()["groups"] == ChannelPlan.load(str(out / "plan.json")).to_dict()["groups"]
+    slim = load_model(str(out / "sparsity.keras"))
+    graph = ChannelGraph(slim)
+    removed = np.array(sorted(faded.removed_roots(graph)))
+    for path, gamma in gamma_scores(slim).items():
+        hit = np.isin(graph.channel_roots(path), removed)
+        assert (gamma[hit] == 0).all() and (gamma[~hit] > 0).all(), path
+
+
 @pytest.mark.parametrize("app_name, args, flag", [
     ("train", ["--method=pruning"], "--method"),
     ("train", ["--method=dce", "--fraction=1.5"], "--fraction"),

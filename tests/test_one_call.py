@@ -104,6 +104,37 @@ def test_defaults_differ_for_pretrained_models():
     scratch, pretrained = ks.pipeline.defaults(False), ks.pipeline.defaults(True)
     assert pretrained["epochs"] < scratch["epochs"]
     assert pretrained["learning_rate"] < scratch["learning_rate"]
+    assert pretrained["fade"] and pretrained["l1"] == 0.0 and not scratch["fade"]
+
+
+def _gap_head_model(seed=0):
+    """Every consumer of a BN channel is 1×1 or GAP → Dense: a zero-γ channel folds
+    exactly."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(16, 3, padding="same", name="conv0")(inputs)
+    h = keras.layers.ReLU()(keras.layers.BatchNormalization(name="bn0")(h))
+    h = keras.layers.Conv2D(16, 1, name="conv1")(h)
+    h = keras.layers.ReLU()(keras.layers.BatchNormalization(name="bn1")(h))
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return keras.Model(inputs, keras.layers.Dense(2, name="head")(h))
+
+
+def test_pretrained_slimming_fades_the_removed_channels_so_the_prune_is_exact():
+    val = _data(64, 1)
+    result = ks.slim(_gap_head_model(), _data(), ratio=0.5, pretrained=True,
+                     finetune_epochs=0, validation_data=val, round_to=1, verbose=0,
+                     distill=False)
+    # no λ, but the removed channels are exactly 0: pruning them changes nothing
+    assert result.report["accuracy_pruned"] == pytest.approx(
+        result.report["accuracy_sparse"], abs=1e-6)
+    assert result.report["params_after"] < result.report["params_before"]
+    fade_off = ks.slim(_gap_head_model(), _data(), ratio=0.5, pretrained=True, fade=False,
+                       l1=0.0, finetune_epochs=0, validation_data=val, round_to=1,
+                       verbose=0, distill=False)
+    assert "faded_channels" not in fade_off.histories[0][1]
+    removed = result.plan.total_channels - result.plan.kept_channels
+    assert removed > 0 and result.histories[0][1]["faded_channels"] == [float(removed)]
 
 
 def test_slimming_without_a_sparsity_phase_reports_what_it_measured():

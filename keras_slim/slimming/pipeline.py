@@ -48,9 +48,9 @@ def sparsity_train(model, train_data, epochs, l1=1e-4, compile_fn=default_compil
 
 
 def prune(model, ratio, scope="global", compensate=True, graph=None, calibration_data=None,
-          **plan_kwargs):
-    """γ plan at `ratio` and the rebuilt model; returns (model, plan, report), the model
-    analysed once for all three.
+          plan=None, **plan_kwargs):
+    """γ plan at `ratio` (or the given `plan`, e.g. GammaFade's) and the rebuilt model;
+    returns (model, plan, report), the model analysed once for all three.
 
     With compensate=True the removed channels, whose γ sparsity training made small,
     are taken to emit act(β) and folded into their consumers (see rebuild); with
@@ -58,9 +58,15 @@ def prune(model, ratio, scope="global", compensate=True, graph=None, calibration
     graph: the model's ChannelGraph if the caller has one.
     """
     graph = graph if graph is not None else ChannelGraph(model)
-    pruned, plan = criteria.prune(model, "bn_gamma", ratio, compensate=compensate,
-                                  graph=graph, scope=scope,
-                                  calibration_data=calibration_data, **plan_kwargs)
+    if plan is None:
+        pruned, plan = criteria.prune(model, "bn_gamma", ratio, compensate=compensate,
+                                      graph=graph, scope=scope,
+                                      calibration_data=calibration_data, **plan_kwargs)
+    else:
+        tolerance = criteria.removed_gamma_max(model, plan, graph) \
+            if compensate and calibration_data is None else 0.0
+        pruned = rebuild(model, plan, compensate=compensate, gamma_tolerance=tolerance,
+                         graph=graph, calibration_data=calibration_data)
     return pruned, plan, metrics.compare(metrics.profile(graph), pruned)
 
 
@@ -105,12 +111,15 @@ class SlimmingResult:
 def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio, l1=1e-4,
                      passes=1, scope="global", compile_fn=default_compile,
                      validation_data=None, verbose=1, gamma_log_dir=None, proximal=False,
-                     normalize=False, grow_l1=False, calibration_data=None, distill=False,
-                     temperature=DEFAULT_TEMPERATURE, alpha=DEFAULT_ALPHA, **plan_kwargs):
+                     normalize=False, grow_l1=False, fade=False, calibration_data=None,
+                     distill=False, temperature=DEFAULT_TEMPERATURE, alpha=DEFAULT_ALPHA,
+                     **plan_kwargs):
     """The whole loop; `model` is not changed. Returns a SlimmingResult.
 
     proximal / normalize: see sparsity_train; grow_l1=True grows λ from `l1` until the
-    share `ratio` of γ is near zero (sparsity_train(grow_to=ratio)). calibration_data:
+    share `ratio` of γ is near zero (sparsity_train(grow_to=ratio)). fade=True: the γ of
+    the channels this pass's plan removes fade to exactly 0 during sparsity training
+    (`GammaFade`; no λ needed, pass l1=0 for the fade alone). calibration_data:
     batches whose per-channel means replace the removed channels (rebuild's data-aware
     compensation) instead of assuming γ = 0. distill: fine-tune each pass by
     distillation from that pass's sparsity-trained model (`temperature`, `alpha`: see
@@ -124,16 +133,23 @@ def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio,
         raise ValueError(f"passes must be a positive integer, got {passes!r}.")
     result = SlimmingResult(model=None)
     current = model
+    if not isinstance(fade, bool):
+        raise ValueError(f"fade must be True or False. Received: {fade!r}")
     for _ in range(passes):
+        # the prune removes what faded (a re-made plan can differ where floors bind)
+        fader = slimming.GammaFade(_fade_plan(ratio, scope, plan_kwargs), verbose=verbose) \
+            if fade and sparsity_epochs else None
         slim, hist = sparsity_train(current, train_data, sparsity_epochs, l1, compile_fn,
                                     validation_data, verbose=verbose,
                                     gamma_log_dir=gamma_log_dir, proximal=proximal,
-                                    normalize=normalize, grow_to=ratio if grow_l1 else None)
+                                    normalize=normalize, grow_to=ratio if grow_l1 else None,
+                                    callbacks=[fader] if fader else ())
         result.histories.append(("sparsity", hist))
         result.sparsity.append(slimming.sparsity_summary(slim))
         graph = ChannelGraph(slim)  # one analysis for plan, rebuilds and report
         pruned, plan, report = prune(slim, ratio, scope, graph=graph,
-                                     calibration_data=calibration_data, **plan_kwargs)
+                                     calibration_data=calibration_data,
+                                     plan=fader.plan if fader else None, **plan_kwargs)
         result.plans.append(plan)
         result.reports.append(report)
         if validation_data is not None:
@@ -148,6 +164,17 @@ def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio,
         result.histories.append(("finetune", hist))
     result.model = current
     return result
+
+
+def _fade_plan(ratio, scope, plan_kwargs):
+    """The γ plan `prune` will make, as GammaFade's plan_fn (graph -> ChannelPlan)."""
+    if plan_kwargs.get("measure_latency"):
+        raise ValueError("fade=True cannot follow measure_latency=True (that plan is "
+                         "chosen by timing rebuilt models); use the latency table's "
+                         "prediction (measure_latency=False) or fade=False.")
+    kwargs = {k: v for k, v in plan_kwargs.items() if k != "verbose"}
+    return lambda graph: criteria.criterion_plan(graph, "bn_gamma", ratio, scope=scope,
+                                                 **kwargs)
 
 
 def _accuracy(model, data, compile_fn):

@@ -1,0 +1,165 @@
+"""GammaFade: the channels the plan removes fade linearly to γ = 0, the others are left
+alone, and the prune after it is exact. Both flavours."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_slim import slimming as S
+from keras_slim.compat import keras
+from keras_slim.core.criteria import criterion_plan, removed_gamma_max
+from keras_slim.core.graph import ChannelGraph
+from keras_slim.core.rebuild import rebuild
+from keras_slim.slimming.pipeline import network_slimming
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(64, 4, 4, 3)).astype("float32")
+Y = (X[..., 0].mean(axis=(1, 2)) > 0).astype("int32")
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def residual_toy(width=16):
+    """A residual pair (bn1 and bn2 share channels through the Add); every consumer of a
+    BN channel is 1×1, GAP or Dense, so folding a constant channel is exact."""
+    x = keras.Input((4, 4, 3))
+    h = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name="c1")(x)
+    h = keras.layers.ReLU(name="r1")(keras.layers.BatchNormalization(name="bn1")(h))
+    r = keras.layers.Conv2D(width, 1, use_bias=False, name="c2")(h)
+    r = keras.layers.BatchNormalization(name="bn2")(r)
+    h = keras.layers.ReLU(name="r2")(keras.layers.Add(name="add")([h, r]))
+    h = keras.layers.Conv2D(width, 1, use_bias=False, name="c3")(h)
+    h = keras.layers.ReLU(name="r3")(keras.layers.BatchNormalization(name="bn3")(h))
+    h = keras.layers.GlobalAveragePooling2D(name="gap")(h)
+    return keras.Model(x, keras.layers.Dense(2, name="out")(h), name="residual_toy")
+
+
+def _randomise_bn(model):
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.2, 2.0, gamma.shape).astype("float32"),
+                               rng.normal(0, 0.3, beta.shape).astype("float32"),
+                               rng.normal(0, 0.1, mean.shape).astype("float32"),
+                               rng.uniform(0.5, 1.5, var.shape).astype("float32")])
+
+
+def _gammas(model):
+    return {l.name: np.asarray(l.gamma).copy() for l in model.layers
+            if isinstance(l, keras.layers.BatchNormalization)}
+
+
+def _plan_fn(ratio=0.5):
+    return lambda graph: criterion_plan(graph, "bn_gamma", ratio, round_to=1)
+
+
+def test_selected_gamma_ramp_linearly_to_zero_and_the_rest_are_untouched():
+    keras.utils.set_random_seed(0)
+    model = residual_toy()
+    _randomise_bn(model)
+    start = _gammas(model)
+    plan = _plan_fn()(ChannelGraph(model))
+    graph = ChannelGraph(model)
+    removed = np.array(sorted(plan.removed_roots(graph)))
+    # lr 0: only the callback moves γ
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=LOSS)
+    fade = S.GammaFade(_plan_fn(), fade_steps=4, interval=None, verbose=0)
+    seen = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(_gammas(self.model))
+
+    model.fit(X, Y, batch_size=8, epochs=1, shuffle=False, verbose=0,
+              callbacks=[fade, Probe()])
+    assert fade.plan.to_dict()["groups"] == plan.to_dict()["groups"]
+    for name, gamma0 in start.items():
+        hit = np.isin(graph.channel_roots(name), removed)
+        assert hit.any() and not hit.all(), name
+        for step, gammas in enumerate(seen):
+            expected = np.where(hit, gamma0 * max(4 - step - 1, 0) / 4, gamma0)
+            np.testing.assert_allclose(gammas[name], expected, rtol=1e-6, atol=1e-7,
+                                       err_msg=f"{name} after batch {step}")
+    assert removed_gamma_max(model, plan, graph) == 0.0
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_faded_channels_stay_zero_while_training_and_prune_exactly(optimizer):
+    keras.utils.set_random_seed(0)
+    model = residual_toy()
+    _randomise_bn(model)
+    model.compile(optimizer=keras.optimizers.SGD(0.05) if optimizer == "sgd"
+                  else keras.optimizers.Adam(0.01), loss=LOSS)
+    fade = S.GammaFade(_plan_fn(0.5), fade_share=0.5, interval=2, verbose=0)
+    model.fit(X, Y, batch_size=8, epochs=4, shuffle=False, verbose=0, callbacks=[fade])
+    graph = ChannelGraph(model)
+    plan = _plan_fn(0.5)(graph)  # what the prune makes now: the faded channels
+    assert plan.to_dict()["groups"] == fade.plan.to_dict()["groups"]
+    assert removed_gamma_max(model, plan, graph) == 0.0
+    removed = np.array(sorted(plan.removed_roots(graph)))
+    for name, gamma in _gammas(model).items():  # zero exactly where the plan removes
+        hit = np.isin(graph.channel_roots(name), removed)
+        np.testing.assert_array_equal(gamma == 0, hit, err_msg=name)
+    pruned = rebuild(model, plan, compensate=True, gamma_tolerance=0.0, graph=graph)
+    assert pruned.count_params() < model.count_params()
+    np.testing.assert_allclose(pruned.predict(X, verbose=0), model.predict(X, verbose=0),
+                               atol=1e-5)
+
+
+def test_network_slimming_fade_needs_no_lambda_and_prunes_exactly():
+    keras.utils.set_random_seed(0)
+    model = residual_toy()
+    _randomise_bn(model)
+    data = tf.data.Dataset.from_tensor_slices((X, Y)).batch(8)
+    start = _gammas(model)
+
+    def compile_fn(m):
+        m.compile(optimizer=keras.optimizers.SGD(0.02), loss=LOSS, metrics=["accuracy"])
+        return m
+
+    result = network_slimming(model, data, 2, 0, 0.5, l1=0.0, fade=True, round_to=1,
+                              compile_fn=compile_fn, validation_data=data, verbose=0)
+    sparse_accuracy = result.histories[0][1]["val_accuracy"][-1]
+    assert result.after_rebuild[0]["compensated"] == pytest.approx(sparse_accuracy, abs=1e-6)
+    assert result.reports[0]["params_after"] < result.reports[0]["params_before"]
+    for name, gamma in _gammas(model).items():  # the input model is left as it was
+        np.testing.assert_array_equal(gamma, start[name])
+    with pytest.raises(ValueError, match="fade must be True or False"):
+        network_slimming(model, data, 1, 0, 0.5, fade="yes")
+
+
+def test_bad_arguments_and_unknown_length_are_clear_errors():
+    with pytest.raises(ValueError, match="plan_fn must be callable"):
+        S.GammaFade(None)
+    with pytest.raises(ValueError, match="fade_share must be in"):
+        S.GammaFade(_plan_fn(), fade_share=0)
+    with pytest.raises(ValueError, match="interval must be an integer >= 1"):
+        S.GammaFade(_plan_fn(), interval=0)
+    with pytest.raises(ValueError, match="start_step must be an integer >= 0"):
+        S.GammaFade(_plan_fn(), start_step=-1)
+    model = residual_toy()
+    model.compile(optimizer="sgd", loss=LOSS)
+    unknown = tf.data.Dataset.from_tensor_slices((X, Y)).filter(lambda x, y: True).batch(8)
+    with pytest.raises(ValueError, match="length is unknown; pass fade_steps"):
+        model.fit(unknown, epochs=1, verbose=0,
+                  callbacks=[S.GammaFade(_plan_fn(), verbose=0)])
+
+
+def test_a_resumed_fit_continues_the_ramp_from_the_optimizer_count():
+    keras.utils.set_random_seed(0)
+    model = residual_toy()
+    _randomise_bn(model)
+    start = _gammas(model)
+    graph = ChannelGraph(model)
+    removed = np.array(sorted(_plan_fn()(graph).removed_roots(graph)))
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=LOSS)
+    # 2 of 8 ramp steps, then a "resumed" fit with a new callback: 4 more
+    model.fit(X[:16], Y[:16], batch_size=8, epochs=1, shuffle=False, verbose=0,
+              callbacks=[S.GammaFade(_plan_fn(), fade_steps=8, interval=None,
+                                     start_step=0, verbose=0)])
+    model.fit(X[:32], Y[:32], batch_size=8, epochs=1, shuffle=False, verbose=0,
+              callbacks=[S.GammaFade(_plan_fn(), fade_steps=8, interval=None,
+                                     start_step=0, verbose=0)])
+    for name, gamma0 in start.items():
+        hit = np.isin(graph.channel_roots(name), removed)
+        np.testing.assert_allclose(_gammas(model)[name],
+                                   np.where(hit, gamma0 * 2 / 8, gamma0), rtol=1e-5)
