@@ -96,7 +96,8 @@ def apply_pretrained_defaults():
     them (keras_slim.pipeline.defaults)."""
     from keras_slim.pipeline import defaults
 
-    for name, value in defaults(pretrained=True).items():
+    fade = FLAGS.fade if FLAGS["fade"].present else None
+    for name, value in defaults(pretrained=True, fade=fade).items():
         if name in FLAGS and not FLAGS[name].present:
             FLAGS[name].value = value
 
@@ -183,11 +184,11 @@ def run(argv):
             start_step=0) if FLAGS.fade else None
         common.resumable_fit(slim, train, FLAGS.epochs, state.checkpoint_dir("sparsity"),
                              validation_data=test, callbacks=callbacks + [fader] * bool(fader))
+        if fader:  # phase 2 removes exactly what faded (checkpoints precede its steps)
+            fader.settle(slim).save(faded_path)
         slim.save(slim_path)  # with SlimBN: what the prune phase reads on a rerun
         before = slimming.strip(slim)
         before.save(before_path)
-        if fader:  # phase 2 removes exactly what faded
-            fader.plan.save(faded_path)
         state.finish("sparsity", slim="sparsity.keras", before="before.keras")
 
     print(f"\n== 2/4 prune {FLAGS.ratio:.0%} of channels by |γ| and rebuild")

@@ -25,16 +25,24 @@ METHODS = ("slimming", "dce", "l1")
 # what it knows. The apps' --pretrained applies the same table.
 # A trained model gets no λ: GammaFade fades the channels the prune will remove, which
 # needs no per-model tuning (one λ sparsified one net and left another untouched).
+# Without the fade, a trained model gets a 10× lower λ than training from scratch.
 _DEFAULTS = {
     False: {"epochs": 2, "l1": 5e-3, "learning_rate": 0.05, "fade": False},
     True: {"epochs": 1, "l1": 0.0, "learning_rate": 0.005, "fade": True},
 }
+_PRETRAINED_L1_WITHOUT_FADE = 5e-4
 
 
-def defaults(pretrained):
+def defaults(pretrained, fade=None):
     """{sparsity epochs, λ, learning rate, fade} suited to a pretrained model or to
-    training from scratch (names as the apps' flags)."""
-    return dict(_DEFAULTS[bool(pretrained)])
+    training from scratch (names as the apps' flags); fade=True/False overrides the
+    fade, and λ follows it (no λ with the fade)."""
+    settings = dict(_DEFAULTS[bool(pretrained)])
+    if fade is not None and fade != settings["fade"]:
+        settings["fade"] = bool(fade)
+        settings["l1"] = 0.0 if fade else (_PRETRAINED_L1_WITHOUT_FADE if pretrained
+                                           else _DEFAULTS[False]["l1"])
+    return settings
 
 
 @dataclass
@@ -85,10 +93,12 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
     compat.ensure_model(model)
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}. Received: {method!r}")
-    settings = defaults(pretrained)
+    if fade is None and plan_kwargs.get("measure_latency"):
+        fade = False  # that plan is found by timing rebuilt models, not known in advance
+    settings = defaults(pretrained, fade)
     epochs = settings["epochs"] if sparsity_epochs is None else sparsity_epochs
     l1 = settings["l1"] if l1 is None else l1
-    fade = settings["fade"] if fade is None else fade
+    fade = settings["fade"]
     compile_fn = _compile_fn(settings["learning_rate"] if learning_rate is None
                              else learning_rate)
     if target is not None:  # criteria.prune's cost target replaces the ratio

@@ -139,7 +139,7 @@ def test_bad_arguments_and_unknown_length_are_clear_errors():
     model = residual_toy()
     model.compile(optimizer="sgd", loss=LOSS)
     unknown = tf.data.Dataset.from_tensor_slices((X, Y)).filter(lambda x, y: True).batch(8)
-    with pytest.raises(ValueError, match="length is unknown; pass fade_steps"):
+    with pytest.raises(ValueError, match="training data's length is unknown"):
         model.fit(unknown, epochs=1, verbose=0,
                   callbacks=[S.GammaFade(_plan_fn(), verbose=0)])
 
@@ -163,3 +163,35 @@ def test_a_resumed_fit_continues_the_ramp_from_the_optimizer_count():
         hit = np.isin(graph.channel_roots(name), removed)
         np.testing.assert_allclose(_gammas(model)[name],
                                    np.where(hit, gamma0 * 2 / 8, gamma0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("how", ["steps_per_execution", "initial_epoch"])
+def test_the_fade_completes_with_steps_per_execution_and_initial_epoch(how):
+    keras.utils.set_random_seed(0)
+    model = residual_toy()
+    _randomise_bn(model)
+    graph = ChannelGraph(model)
+    plan = _plan_fn()(graph)
+    removed = np.array(sorted(plan.removed_roots(graph)))
+    start = _gammas(model)
+    per_execution = 4 if how == "steps_per_execution" else 1
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=LOSS,
+                  steps_per_execution=per_execution)
+    fade = S.GammaFade(_plan_fn(), fade_share=0.75, interval=None, verbose=0)
+    # 8 batches per epoch: the fade takes 6 of the 8 (initial_epoch: of the last epoch)
+    model.fit(X, Y, batch_size=8, epochs=2 if how == "initial_epoch" else 1,
+              initial_epoch=1 if how == "initial_epoch" else 0, shuffle=False, verbose=0,
+              callbacks=[fade])
+    for name, gamma0 in start.items():
+        hit = np.isin(graph.channel_roots(name), removed)
+        np.testing.assert_allclose(_gammas(model)[name], np.where(hit, 0.0, gamma0),
+                                   rtol=1e-6, err_msg=name)
+
+
+def test_a_fit_shorter_than_the_fade_warns_that_the_prune_is_not_exact():
+    model = residual_toy()
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=LOSS)
+    with pytest.warns(UserWarning, match=r"fit ended after 8 of the 16 fade steps; the \d+ "
+                                         r"channels to remove keep 50% of their γ"):
+        model.fit(X, Y, batch_size=8, epochs=1, shuffle=False, verbose=0,
+                  callbacks=[S.GammaFade(_plan_fn(), fade_steps=16, verbose=0)])

@@ -105,6 +105,9 @@ def test_defaults_differ_for_pretrained_models():
     assert pretrained["epochs"] < scratch["epochs"]
     assert pretrained["learning_rate"] < scratch["learning_rate"]
     assert pretrained["fade"] and pretrained["l1"] == 0.0 and not scratch["fade"]
+    # without the fade a trained model needs a λ: 10× below the from-scratch one
+    assert ks.pipeline.defaults(True, fade=False)["l1"] == scratch["l1"] / 10
+    assert ks.pipeline.defaults(False, fade=True)["l1"] == 0.0
 
 
 def _gap_head_model(seed=0):

@@ -8,6 +8,8 @@ another untouched or at chance). It follows growing regularization (Wang et al.,
 pushed to zero, gradually, so the rest of the network learns to do without them and the
 prune that follows removes exact zeros (rebuild's constant folding is then exact).
 """
+import warnings
+
 import numpy as np
 
 from keras_slim.compat import keras
@@ -24,8 +26,9 @@ class GammaFade(keras.callbacks.Callback):
     plan_fn(graph) -> ChannelPlan: the plan the prune step will make from the current γ
     (e.g. `lambda g: criterion_plan(g, "bn_gamma", ratio=0.6)`); it is re-made every
     `interval` batches, so channels can trade places while they fade. At batch s of the
-    `fade_steps` (None: `fade_share` of the fit's batches), each selected γ is scaled
-    by (S − s − 1)/(S − s): a straight line from its value to 0 at batch S. Afterwards
+    `fade_steps` (None: `fade_share` of the fit's remaining batches), each selected γ is
+    scaled by (S − s)/(S − s_prev): a straight line from its value to 0 at batch S
+    (s counts optimizer steps, so steps_per_execution > 1 works too). Afterwards
     the selection is frozen and its γ are held at 0, so the rest of fit adapts to the
     pruned network. Works on plain and Slim BatchNormalization; needs no λ.
 
@@ -54,21 +57,29 @@ class GammaFade(keras.callbacks.Callback):
         self.plan, self.step = None, 0
 
     def on_train_begin(self, logs=None):
-        steps = self.fade_steps
-        if steps is None:
-            per_epoch, epochs = self.params.get("steps"), self.params.get("epochs")
-            if not per_epoch:
-                raise ValueError("GammaFade: the dataset's length is unknown; pass "
-                                 "fade_steps= (the batches over which γ fade to 0).")
-            steps = max(int(self.fade_share * per_epoch * epochs), 1)
-        self._total = steps
         self._graph = ChannelGraph(self.model)
         self._bn = {path: layer for path, layer in iter_layers(self.model)
                     if is_bn(layer) and layer.scale}
-        iterations = int(self.model.optimizer.iterations.numpy())
-        start = iterations if self.start_step is None else self.start_step
-        self.step = max(iterations - start, 0)
+        iterations = self._iterations()
+        self._start = iterations if self.start_step is None else self.start_step
+        self.step = max(iterations - self._start, 0)
+        self._total, self._last_selection = self.fade_steps, self.step
         self._select()
+
+    def _iterations(self):
+        return int(np.asarray(self.model.optimizer.iterations))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._total is None:  # the fit's remaining epochs (initial_epoch counts)
+            per_epoch = self.params.get("steps")
+            if not per_epoch:
+                raise ValueError(
+                    "GammaFade: the training data's length is unknown, so the fade cannot "
+                    "be spread over it. Give the dataset a known length (e.g. "
+                    "dataset.apply(tf.data.experimental.assert_cardinality(n))), pass "
+                    "fade_steps= to GammaFade, or use fade=False with a λ.")
+            left = self.params.get("epochs", 1) - epoch
+            self._total = max(int(self.fade_share * per_epoch * left) + self.step, 1)
 
     def _select(self):
         self.plan = self.plan_fn(self._graph)
@@ -80,19 +91,49 @@ class GammaFade(keras.callbacks.Callback):
                 self._masks[path] = hit
 
     def on_train_batch_end(self, batch, logs=None):
-        fading = self.step < self._total
-        if fading and self.interval and self.step and self.step % self.interval == 0:
-            self._select()
-        factor = (self._total - self.step - 1) / (self._total - self.step) if fading else 0.0
+        # the optimizer's count, not callback calls: steps_per_execution > 1 calls less
+        before, self.step = self.step, self._iterations() - self._start
+        if before >= self._total:
+            factor = 0.0  # the selection is frozen and held at 0
+        else:
+            if self.interval and self.step - self._last_selection >= self.interval:
+                self._select()
+                self._last_selection = self.step
+            # (S - s)/(S - s0) telescopes to a straight line reaching 0 at step S
+            factor = max(self._total - self.step, 0) / (self._total - before)
         for path, hit in self._masks.items():
             gamma = self._bn[path].gamma
             value = np.asarray(gamma)
             gamma.assign(np.where(hit, value * factor, value).astype(value.dtype))
-        self.step += 1
-        if self.step == self._total and self.verbose:
-            print(f"\nGammaFade: {sum(int(m.sum()) for m in self._masks.values())} BN "
-                  f"channels at γ = 0 after {self._total} batches")
+        if before < self._total <= self.step and self.verbose:
+            print(f"\nGammaFade: {self.faded_channels} BN channels at γ = 0 after "
+                  f"{self._total} batches")
+
+    def settle(self, model):
+        """The plan whose channels faded, their γ set to exactly 0 — also after a fit that
+        ran no batch (a run resumed from a checkpoint taken at its last step, saved
+        before this callback's last step zeroed them)."""
+        if self.plan is None:
+            self.set_model(model)
+            self.on_train_begin()
+        for path, hit in self._masks.items():
+            gamma = self._bn[path].gamma
+            value = np.asarray(gamma)
+            gamma.assign(np.where(hit, 0.0, value).astype(value.dtype))
+        return self.plan
+
+    @property
+    def faded_channels(self):
+        return sum(int(m.sum()) for m in self._masks.values())
+
+    def on_train_end(self, logs=None):
+        if self.step < self._total:
+            warnings.warn(
+                f"GammaFade: fit ended after {self.step} of the {self._total} fade steps; "
+                f"the {self.faded_channels} channels to remove keep "
+                f"{1 - self.step / self._total:.0%} of their γ, so removing them changes "
+                "the model. Train longer or lower fade_share / fade_steps.", stacklevel=2)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["faded_channels"] = float(sum(int(m.sum()) for m in self._masks.values()))
+            logs["faded_channels"] = float(self.faded_channels)

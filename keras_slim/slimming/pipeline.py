@@ -2,6 +2,7 @@
 al., ICCV 2017, Fig. 2), as one call and as the steps it is made of. With passes > 1 it
 is the paper's iterative scheme: each pass prunes `ratio` of the channels still there.
 """
+import warnings
 from dataclasses import dataclass, field
 
 
@@ -65,6 +66,10 @@ def prune(model, ratio, scope="global", compensate=True, graph=None, calibration
     else:
         tolerance = criteria.removed_gamma_max(model, plan, graph) \
             if compensate and calibration_data is None else 0.0
+        if tolerance > 0:
+            warnings.warn(f"the given plan removes channels with |γ| up to {tolerance:.3g}, "
+                          "not 0: the pruned model differs from this one (was the fade "
+                          "cut short?).", stacklevel=2)
         pruned = rebuild(model, plan, compensate=compensate, gamma_tolerance=tolerance,
                          graph=graph, calibration_data=calibration_data)
     return pruned, plan, metrics.compare(metrics.profile(graph), pruned)
