@@ -128,6 +128,24 @@ def slim(strategy, proximal=False):
             "weights": weights_of(model, ["c1", "bn1", "c2", "bn2", "out"])}
 
 
+def slim_fade(strategy):
+    """GammaFade under a strategy: the host scales every replica's γ copy."""
+    from keras_slim import slimming
+
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model = chain_net(True)
+        set_weights(model, {"bn1": STRONG_GAMMA[::-1].copy(), "bn2": STRONG_GAMMA.copy()})
+        model.compile(optimizer=keras.optimizers.SGD(0.05), loss=LOSS)
+    fade = slimming.GammaFade(lambda g: slimming.gamma_plan(g.model, 0.5, graph=g,
+                                                            round_to=1),
+                              fade_steps=STEPS - 2, interval=None, verbose=0)
+    model.fit(dataset(strategy), epochs=1, verbose=0, shuffle=False, callbacks=[fade])
+    return {"gamma": {p: g.tolist() for p, g in slimming.gamma_scores(model).items()},
+            "plan": fade.plan.to_dict()["groups"],
+            "weights": weights_of(model, ["c1", "bn1", "c2", "bn2", "out"])}
+
+
 def distill(strategy):
     """Fine-tuning by distillation: the teacher term is averaged over the global batch."""
     from keras_slim.training import distillation
@@ -153,6 +171,7 @@ SCENARIOS = {
                                 warmup_steps=STEPS),
     "slim": slim,
     "slim_proximal": lambda s: slim(s, proximal=True),
+    "slim_fade": slim_fade,
     "distill": distill,
 }
 

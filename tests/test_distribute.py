@@ -148,6 +148,17 @@ def test_mirrored_proximal_slimming_matches_one_device(mirrored):
     _assert_weights_close(one, two, atol=1e-5)
 
 
+def test_mirrored_gamma_fade_matches_one_device(mirrored):
+    one, two = mirrored["one"]["slim_fade"], mirrored["two"]["slim_fade"]
+    assert two["replicas"] == 2 and two["plan"] == one["plan"]
+    for path, gamma in one["gamma"].items():
+        np.testing.assert_allclose(two["gamma"][path], gamma, atol=1e-5,
+                                   err_msg=f"|γ| of {path}")
+    # the plan removes 8 of 16 channels: exactly those are 0, on every replica's copy
+    assert sum((np.asarray(g) == 0).sum() for g in two["gamma"].values()) == 8
+    _assert_weights_close(one, two, atol=1e-5)
+
+
 def test_mirrored_distillation_matches_one_device(mirrored):
     one, two = mirrored["one"]["distill"], mirrored["two"]["distill"]
     assert two["replicas"] == 2

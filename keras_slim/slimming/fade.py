@@ -67,7 +67,7 @@ class GammaFade(keras.callbacks.Callback):
         self._select()
 
     def _iterations(self):
-        return int(np.asarray(self.model.optimizer.iterations))
+        return int(self.model.optimizer.iterations.numpy())
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._total is None:  # the fit's remaining epochs (initial_epoch counts)
