@@ -175,6 +175,24 @@ def test_masks_change_between_batches_inside_fit():
     assert all((g.mask.numpy() == 1).all() for g in gates_of(gated))
 
 
+@pytest.mark.parametrize("compact", [True, False])
+def test_fit_without_a_channel_chooser_warns_naming_the_gate(compact):
+    import warnings
+
+    x, y = data(2 * B)
+    gated = gate_model(chain_net(), 0.5, compact=compact)
+    gated.compile(optimizer="sgd", loss=LOSS)
+    with pytest.warns(UserWarning, match=r"ChannelGate 'c1_gate' trains with fraction 0.5 "
+                                         r"but nothing chooses its channels"):
+        gated.fit(x, y, batch_size=B, epochs=1, verbose=0)
+    chosen = gate_model(chain_net(), 0.5, compact=compact)
+    chosen.compile(optimizer="sgd", loss=LOSS)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*nothing chooses its channels.*")
+        chosen.fit(x, y, batch_size=B, epochs=1, verbose=0,
+                   callbacks=[CUCBCallback(warmup_steps=1, seed=0)])
+
+
 def test_random_and_fixed_policies():
     x, y = data(6 * B)
     for policy in ("random", "fixed"):

@@ -108,6 +108,7 @@ class CUCBCallback(keras.callbacks.Callback):
                              "keras_slim.dce.gates.gate_model first.")
         groups = {}
         for gate in gates:
+            gate.controlled = True  # its channels are chosen every step (see ChannelGate)
             channels = int(gate.mask.shape[0])
             index = np.arange(channels) if gate.channel_index is None \
                 else np.asarray(gate.channel_index, dtype=np.int64)

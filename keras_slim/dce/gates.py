@@ -27,6 +27,7 @@ BNs, depthwise convs and zero pads run on the active channels only in training
 (keras_slim.dce.compact); `compact_summary` lists the groups that are masked and why.
 """
 import copy
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -104,6 +105,15 @@ class ChannelGate(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs, training=None):
+        if training and self.fraction < 1.0 and not getattr(self, "controlled", False) \
+                and not getattr(self, "_warned", False):
+            self._warned = True  # once, when the training step is traced
+            warnings.warn(
+                f"ChannelGate {self.name!r} trains with fraction {self.fraction:g} but "
+                "nothing chooses its channels each step, so it trains a fixed set "
+                f"({'the first ' + str(self.active) if self.active else 'the mask as set'}"
+                "). Pass keras_slim.dce.CUCBCallback to fit (or attach() one in your own "
+                "loop), or strip_gates(model) to train every channel.", stacklevel=2)
         if training and self.active is not None:
             outputs = recorded_identity(inputs, self.index, self.saliency)
             if not self.expand:
