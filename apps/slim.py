@@ -187,7 +187,9 @@ def run(argv):
         if fader:  # phase 2 removes exactly what faded (checkpoints precede its steps)
             fader.settle(slim).save(faded_path)
         slim.save(slim_path)  # with SlimBN: what the prune phase reads on a rerun
-        before = slimming.strip(slim)
+        # the "before" row and the teacher: the sparse model, unless the fade already
+        # made it the pruned one — then the model as it came
+        before = model if FLAGS.fade else slimming.strip(slim)
         before.save(before_path)
         state.finish("sparsity", slim="sparsity.keras", before="before.keras")
 
@@ -205,7 +207,8 @@ def run(argv):
         print(plan.table())
         state.finish("prune", pruned="pruned.keras", plan="plan.json")
 
-    how = (f", distilled from the sparsity-trained model (T={FLAGS.temperature}, "
+    teacher = "model as it came" if FLAGS.fade else "sparsity-trained model"
+    how = (f", distilled from the {teacher} (T={FLAGS.temperature}, "
            f"α={FLAGS.alpha})" if FLAGS.distill else "")
     print(f"\n== 3/4 fine-tune {FLAGS.finetune_epochs} epoch(s){how}")
     if state.done("finetune"):

@@ -219,6 +219,9 @@ def test_slim_pretrained_fades_what_it_prunes_across_a_resume(killed_at, tmp_pat
     for path, gamma in gamma_scores(slim).items():
         hit = np.isin(graph.channel_roots(path), removed)
         assert (gamma[hit] == 0).all() and (gamma[~hit] > 0).all(), path
+    # the "before" row and teacher is the model as it came, not the faded one
+    before = gamma_scores(load_model(str(out / "before.keras")))
+    assert all((before[path] > 0).all() for path in before)
 
 
 @pytest.mark.parametrize("app_name, args, flag", [

@@ -195,3 +195,18 @@ def test_a_fit_shorter_than_the_fade_warns_that_the_prune_is_not_exact():
                                          r"channels to remove keep 50% of their γ"):
         model.fit(X, Y, batch_size=8, epochs=1, shuffle=False, verbose=0,
                   callbacks=[S.GammaFade(_plan_fn(), fade_steps=16, verbose=0)])
+
+
+def test_with_the_fade_the_teacher_is_the_model_as_it_came(monkeypatch):
+    from keras_slim.slimming import pipeline as steps
+
+    taught_by, real = [], steps.distillation.frozen_copy
+    monkeypatch.setattr(steps.distillation, "frozen_copy",
+                        lambda m: taught_by.append(m) or real(m))
+    model = residual_toy()
+    _randomise_bn(model)
+    data = tf.data.Dataset.from_tensor_slices((X, Y)).batch(8)
+    network_slimming(model, data, 1, 1, 0.5, l1=0.0, fade=True, round_to=1, distill=True,
+                     verbose=0)
+    # the sparse model is already the pruned one: it would teach the student itself
+    assert taught_by == [model]

@@ -127,8 +127,9 @@ def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio,
     (`GammaFade`; no λ needed, pass l1=0 for the fade alone). calibration_data:
     batches whose per-channel means replace the removed channels (rebuild's data-aware
     compensation) instead of assuming γ = 0. distill: fine-tune each pass by
-    distillation from that pass's sparsity-trained model (`temperature`, `alpha`: see
-    keras_slim.training.distillation.distiller).
+    distillation from that pass's sparsity-trained model (with fade=True, from the model
+    the pass started from, since the fade already made the sparse model the pruned one;
+    `temperature`, `alpha`: see keras_slim.training.distillation.distiller).
 
     With validation_data, the accuracy right after each rebuild (before fine-tuning) is
     recorded with and without bias compensation.
@@ -162,7 +163,9 @@ def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio,
             result.after_rebuild.append({
                 "compensated": _accuracy(pruned, validation_data, compile_fn),
                 "uncompensated": _accuracy(plain, validation_data, compile_fn)})
-        teacher = distillation.frozen_copy(slimming.strip(slim)) if distill else None
+        # the fade already made the sparse model the pruned one: teach with the pass's input
+        teacher = distillation.frozen_copy(current if fader else slimming.strip(slim)) \
+            if distill else None
         current, hist = finetune(slimming.strip(pruned), train_data, finetune_epochs,
                                  compile_fn, validation_data, verbose=verbose,
                                  teacher=teacher, temperature=temperature, alpha=alpha)
