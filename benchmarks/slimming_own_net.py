@@ -10,6 +10,7 @@ fine-tuned model within 1 pt of it.
     python -m benchmarks.slimming_own_net --out benchmarks/results/slimming_own_net.md
 """
 import argparse
+import ast
 import json
 import os
 import time
@@ -95,6 +96,12 @@ def _baseline(args, train, test, info):
     return model, curve, seconds
 
 
+def _overrides(variant):
+    """'fade=False,finetune_epochs=2' -> {"fade": False, "finetune_epochs": 2}."""
+    pairs = (item.split("=", 1) for item in variant.split(","))
+    return {key.strip(): ast.literal_eval(value.strip()) for key, value in pairs}
+
+
 def _faded(result):
     sparsity = dict(result.histories).get("sparsity", {})
     faded = sparsity.get("faded_channels")
@@ -112,9 +119,9 @@ def main():
     parser.add_argument("--baseline", default=None,
                         help="a .keras path: load the trained baseline from it if it exists "
                              "(with its .json curve), else train and save it there")
-    parser.add_argument("--compare_lambda", action="store_true",
-                        help="also run the previous pretrained default (fade=False: λ 5e-4) "
-                             "on the same baseline")
+    parser.add_argument("--variants", default="",
+                        help="more ks.slim settings to run on the same baseline, ';'-separated, "
+                             "each 'key=value,...' (e.g. 'fade=False;finetune_epochs=2')")
     parser.add_argument("--out", default="benchmarks/results/slimming_own_net.md")
     args = parser.parse_args()
     split, train, test, info = fashion_mnist(False, args.batch_size, args.seed,
@@ -126,8 +133,8 @@ def main():
     settle = max(curve[-3:]) - min(curve[-3:])
 
     runs = {"defaults": {}}  # name -> ks.slim overrides
-    if args.compare_lambda:
-        runs["fade=False (λ 5e-4)"] = {"fade": False}
+    runs.update((variant, _overrides(variant)) for variant in args.variants.split(";")
+                if variant.strip())
     results, minutes = {}, {}
     for name, overrides in runs.items():
         start = time.time()
@@ -163,8 +170,8 @@ def main():
         f"({minutes['defaults']:.1f} min): the pretrained defaults "
         f"{defaults(pretrained=True)}, then 1 fine-tune epoch with distillation"
         + _faded(results["defaults"]),
-        *([f"- `fade=False`: the previous pretrained default, λ 5e-4 on every γ for the same "
-           f"1 epoch ({minutes[names[1]]:.1f} min)"] if len(names) > 1 else []),
+        *[f"- `{name}`: the defaults with this changed ({minutes[name]:.1f} min)"
+          + _faded(results[name]) for name in names[1:]],
         "",
         f"| stage | test acc % (Δ vs start pt): {' | '.join(names)} | goal pt |",
         "|---|" + "---|" * (len(names) + 1),
