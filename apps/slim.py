@@ -143,7 +143,6 @@ def run(argv):
     from keras_slim.slimming import pipeline as network_slimming
     from keras_slim import slimming
     from keras_slim.compat import keras
-    from keras_slim.slimming import gamma_plan
     from keras_slim.slimming.fade import DEFAULT_FADE_SHARE
     from keras_slim.core.plan import ChannelPlan
 
@@ -178,8 +177,8 @@ def run(argv):
                      slimming.GammaLogger(os.path.join(tb, "gamma")),
                      keras.callbacks.TensorBoard(os.path.join(tb, "sparsity"))]
         fader = slimming.GammaFade(  # a resumed fit continues the same ramp
-            lambda graph: gamma_plan(graph.model, FLAGS.ratio, graph=graph,
-                                     round_to=FLAGS.round_to),
+            lambda graph: slimming.gamma_plan(graph.model, FLAGS.ratio, graph=graph,
+                                              round_to=FLAGS.round_to),
             fade_steps=max(int(DEFAULT_FADE_SHARE * steps * FLAGS.epochs), 1),
             start_step=0) if FLAGS.fade else None
         common.resumable_fit(slim, train, FLAGS.epochs, state.checkpoint_dir("sparsity"),

@@ -101,10 +101,7 @@ class GammaFade(keras.callbacks.Callback):
                 self._last_selection = self.step
             # (S - s)/(S - s0) telescopes to a straight line reaching 0 at step S
             factor = max(self._total - self.step, 0) / (self._total - before)
-        for path, hit in self._masks.items():
-            gamma = self._bn[path].gamma
-            value = np.asarray(gamma)
-            gamma.assign(np.where(hit, value * factor, value).astype(value.dtype))
+        self._scale(factor)
         if before < self._total <= self.step and self.verbose:
             print(f"\nGammaFade: {self.faded_channels} BN channels at γ = 0 after "
                   f"{self._total} batches")
@@ -116,11 +113,15 @@ class GammaFade(keras.callbacks.Callback):
         if self.plan is None:
             self.set_model(model)
             self.on_train_begin()
+        self._scale(0.0)
+        return self.plan
+
+    def _scale(self, factor):
+        """Multiply the selected γ by `factor`, leaving the others as they are."""
         for path, hit in self._masks.items():
             gamma = self._bn[path].gamma
             value = np.asarray(gamma)
-            gamma.assign(np.where(hit, 0.0, value).astype(value.dtype))
-        return self.plan
+            gamma.assign(np.where(hit, value * factor, value).astype(value.dtype))
 
     @property
     def faded_channels(self):
