@@ -393,6 +393,28 @@ def test_a_layer_inside_a_concatenated_group_keeps_a_channel():
     assert check_equivalence(mask(model, plan), rebuilt)["max_abs"] <= 1e-4
 
 
+
+def test_every_layer_of_a_zero_pad_group_keeps_a_rounded_width():
+    # A CIFAR ResNet's stream is one group over 16/32/64 channels (option-A shortcuts).
+    # Its first stage's convs own the first 16; ranked globally they once kept 1 channel.
+    from keras_slim.zoo import models
+    model = models.build("resnet20", input_shape=(16, 16, 3))
+    graph = ChannelGraph(model)
+    scores = {}
+    for layer in model.layers:
+        if isinstance(layer, L.Conv2D):
+            n = layer.filters  # later stages score higher, as L1 norms of wider fan-in do
+            scores[layer.name] = np.full(n, float(n)) + np.arange(n) / 100
+    for round_to in (8, 4):
+        plan = plan_from_scores(graph, scores, 0.5, round_to=round_to)
+        rebuilt = rebuild(model, plan, graph=graph)
+        widths = {l.name: l.filters for l in rebuilt.layers if isinstance(l, L.Conv2D)}
+        originals = {l.name: l.filters for l in model.layers if isinstance(l, L.Conv2D)}
+        for name, width in widths.items():
+            assert width == originals[name] or width % round_to == 0, (name, width)
+            assert width >= round_to, (name, width)
+        assert widths["stem_conv"] < 16  # stage 1 is pruned, to a rounded width
+
 def test_separable_conv1d_and_grouped_conv_rebuild():
     x0 = keras.Input((12, 4))
     y = L.Conv1D(8, 3, name="c")(x0)

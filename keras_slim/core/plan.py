@@ -205,8 +205,8 @@ def plan_from_scores(graph_or_model, scores, ratio, scope="global", aggregate="m
                             min_fraction, round_to)
         # Fixed channels are always kept; the rest by score.
         order = np.argsort(-np.where(group.prunable, values, np.inf), kind="stable")
-        keep = _keep_one_per_layer(graph, group, set(int(i) for i in order[:max(count, fixed)]),
-                                   order)
+        keep = _round_per_layer(graph, group, set(int(i) for i in order[:max(count, fixed)]),
+                                order, min_channels, min_fraction, round_to)
         plans.append(GroupPlan(group.name, group.layers, group.size, keep))
     plan = ChannelPlan(graph.model.name, plans, dict(
         meta or {}, ratio=ratio, scope=scope, aggregate=aggregate, round_to=round_to))
@@ -214,15 +214,28 @@ def plan_from_scores(graph_or_model, scores, ratio, scope="global", aggregate="m
     return plan
 
 
-def _keep_one_per_layer(graph, group, keep, order):
-    """A group joined through Concatenate spans several layers' channels; a layer left
-    with no channel would have zero filters. Add each such layer's best channel."""
+def _round_per_layer(graph, group, keep, order, min_channels=1, min_fraction=0.0,
+                     round_to=1):
+    """A group joined through Concatenate or a zero-pad shortcut spans several layers'
+    channels, and its count says nothing of each layer's: one could keep no channel, or
+    an odd width the kernels run slowly (a CIFAR ResNet's first stage at 1 channel). Each
+    such layer keeps at least the floor, rounded up to round_to, by adding its best unkept
+    channels; smallest layer first, as nested zero-pad stages share their first channels.
+    A layer with no channel is always given its best one."""
     position = {int(r): j for j, r in enumerate(group.roots)}
     rank = {int(j): n for n, j in enumerate(order)}
-    for path in group.layers:
-        mine = [position[int(r)] for r in graph.channel_roots(path)]
-        if not keep.intersection(mine):
-            keep.add(min(mine, key=rank.get))
+    keep = set(keep)
+    spans = [sorted({position[int(r)] for r in graph.channel_roots(path)}, key=rank.get)
+             for path in group.layers]
+    for mine in sorted(spans, key=len):
+        have = sum(j in keep for j in mine)
+        want = max(1, have) if len(mine) == group.size else _kept_count(
+            len(mine), have, min_channels, min_fraction, round_to)
+        for j in (j for j in mine if j not in keep):
+            if have >= want:
+                break
+            keep.add(j)
+            have += 1
     return sorted(keep)
 
 

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from keras_slim.core.plan import (ChannelPlan, GroupPlan, _keep_one_per_layer, _kept_count,
+from keras_slim.core.plan import (ChannelPlan, GroupPlan, _round_per_layer, _kept_count,
                                   as_graph, group_scores)
 from keras_slim.core.rules import IN, MID, OUT
 
@@ -166,7 +166,8 @@ def latency_greedy(graph, scores, costs, goal, aggregate="mean", min_channels=1,
         order[g.name] = np.argsort(-np.where(g.prunable, per_group[g.name], np.inf),
                                    kind="stable")
         fixed = g.size - int(g.prunable.sum())
-        floor[g.name] = max(fixed, _kept_count(g.size, 0, min_channels, min_fraction, 1))
+        # rounded like plan_from_scores: a 1-channel int8 conv fails XNNPACK's prepare
+        floor[g.name] = max(fixed, _kept_count(g.size, 0, min_channels, min_fraction, round_to))
         count[g.name] = g.size
     groups = {g.name: g for g in scored}
     tabled = [op for op in costs.ops if costs.table.entry(op) is not None]
@@ -231,8 +232,8 @@ def latency_greedy(graph, scores, costs, goal, aggregate="mean", min_channels=1,
         current -= best[3]
     plans = []
     for g in scored:
-        keep = _keep_one_per_layer(graph, g, set(int(i) for i in order[g.name][:count[g.name]]),
-                                   order[g.name])
+        keep = _round_per_layer(graph, g, set(int(i) for i in order[g.name][:count[g.name]]),
+                                order[g.name], min_channels, min_fraction, round_to)
         plans.append(GroupPlan(g.name, g.layers, g.size, keep))
     plan = ChannelPlan(graph.model.name, plans, dict(meta or {}, aggregate=aggregate,
                                                      round_to=round_to))
