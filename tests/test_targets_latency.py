@@ -116,6 +116,10 @@ def test_latency_target_reached_exactly_on_a_synthetic_table_with_floors():
         for g in plan.groups:  # floors and widths on the table's steps
             assert len(g.keep) >= 0.25 * g.size
             assert len(g.keep) % 8 == 0 or len(g.keep) == g.size
+    # without a floor, no layer goes below round_to channels (a ResNet50 stem once went
+    # to 1 channel, which XNNPACK's int8 convolution refuses to prepare)
+    low = criterion_plan(graph, "l1_norm", target={"latency": 0.2}, latency_table=table)
+    assert all(len(g.keep) >= min(8, g.size) for g in low.groups)
     # an attainable figure is hit exactly: the latency of a plan the greedy produced
     goal = plan.meta["achieved"]["latency_ms"]
     again = criterion_plan(graph, "bn_gamma", target={"latency_ms": goal}, latency_table=table,
@@ -175,6 +179,7 @@ def test_table_build_save_load_and_prediction(tmp_path):
     loaded = LatencyTable.load(path)
     assert loaded.entries == json.loads(json.dumps(table.entries))
     assert loaded.predict_model(graph) == pytest.approx(table.predict_model(graph))
+    assert (loaded.scale, loaded.output_ms) == (table.scale, table.output_ms)
     assert loaded.runtime["dtype"] == "int8" and loaded.runtime["threads"] == 1
     # the cache is reused: nothing left to measure, same entries
     again = build_table(model, cache=path, fractions=(0.5, 1.0), runs=3, verbose=0,
@@ -182,26 +187,35 @@ def test_table_build_save_load_and_prediction(tmp_path):
     assert again.entries == loaded.entries
 
 
-def test_scale_and_overhead_reproduce_both_whole_model_measurements(monkeypatch):
-    """A fake runtime where a model costs 0.3 ms + 2e-6 ms per MAC: the fitted table must
-    predict the unpruned model and its half-width copy exactly, whatever the probes said."""
+def test_the_fit_reproduces_the_model_and_its_half_and_quarter_width_copies(monkeypatch):
+    """A fake runtime where a model costs 0.3 ms + 2e-6 ms per MAC, and whole models also
+    1e-6 ms per output value of their layers (the element-wise ops a probe lacks): the
+    fitted table must predict the unpruned model and both copies exactly."""
     from keras_slim.latency import probe
-    timed = []  # (model, ms) in call order: the probes, then the model, then its copy
+    from keras_slim.latency.table import output_values
+    timed = []  # (model, ms) in call order: the probes, then the model and its copies
 
     def fake_ms(model, *settings):
-        timed.append((model, 0.3 + 2e-6 * metrics.profile(model)["macs"]))
-        return timed[-1][1]
+        ms = 0.3 + 2e-6 * metrics.profile(model)["macs"]
+        if len(model.layers) > 2:  # not a probe (input + one layer)
+            graph = ChannelGraph(model)
+            ms += 1e-6 * sum(output_values(op, op.out_channels(0)) for op in timed_ops(graph))
+        timed.append((model, ms))
+        return ms
 
     monkeypatch.setattr(probe, "timing_tflite", lambda model, dtype: model)  # no conversion
     monkeypatch.setattr(probe, "_time_ms", fake_ms)
     model = _tiny()
     graph = ChannelGraph(model)
     table = build_table(graph, fractions=(0.5, 1.0), verbose=0, rounds=2)
-    (full, full_ms), (half, half_ms) = timed[-2:]
-    assert full is model and half_ms < full_ms
-    assert table.scale != 1.0
-    assert table.predict_model(graph) == pytest.approx(full_ms, rel=1e-6)
-    assert table.predict_model(ChannelGraph(half)) == pytest.approx(half_ms, rel=1e-6)
+    (full, full_ms), (half, half_ms), (quarter, quarter_ms) = timed[-3:]
+    assert full is model and quarter_ms < half_ms < full_ms
+    assert table.output_ms > 0
+    for copy, ms in ((full, full_ms), (half, half_ms), (quarter, quarter_ms)):
+        assert table.predict_model(ChannelGraph(copy)) == pytest.approx(ms, rel=1e-6)
+    loaded = LatencyTable(table.runtime, table.processor, table.entries, table.overhead_ms,
+                          scale=table.scale, output_ms=table.output_ms)
+    assert loaded.predict_model(graph) == pytest.approx(full_ms, rel=1e-6)
 
 
 def test_bad_table_file_is_one_clear_error_naming_it(tmp_path):

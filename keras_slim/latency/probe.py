@@ -4,9 +4,9 @@ For each distinct signature among a model's timed layers (keras_slim.latency.sig
 a probe model holds that one layer at a grid of input/output widths (fractions of the
 original, rounded to `round_to`); each is converted (keras_slim.export.convert) and timed
 (keras_slim.export.benchmark_tflite). An entry is the probe's median minus the median of
-an empty probe (the interpreter's per-invoke cost). The whole model is then timed, and a
-half-width copy of it (a random plan removing half the channels), and the table's scale
-and overhead fitted so that overhead + scale × Σ entries gives both (see table.py).
+an empty probe (the interpreter's per-invoke cost). The whole model is then timed, and
+copies of it at half and a quarter of the width (random plans), and the table's overhead,
+scale and output cost fitted to them (see table.py).
 """
 import numpy as np
 
@@ -15,7 +15,7 @@ from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.plan import as_graph
 from keras_slim.latency.device import processor_info, runtime_info
 from keras_slim.latency.signature import signature, signature_key, timed_ops
-from keras_slim.latency.table import LatencyTable, covers
+from keras_slim.latency.table import LatencyTable, covers, output_values
 
 __all__ = ["build_table", "measure_model_ms", "grid_widths", "timing_tflite"]
 
@@ -80,24 +80,45 @@ def _interleaved_ms(contents, measure, rounds, bar=None):
     return best
 
 
+def _terms(table, graph):
+    """(Σ entries, Σ output values / 1e6) of a model's timed layers."""
+    saved = table.scale, table.output_ms, table.overhead_ms
+    table.scale, table.output_ms, table.overhead_ms = 1.0, 0.0, 0.0
+    entries = table.predict_model(graph)
+    table.scale, table.output_ms, table.overhead_ms = saved
+    values = sum(output_values(op, op.out_channels(0)) for op in timed_ops(graph)) / 1e6
+    return entries, values
+
+
 def _fit_scale_and_overhead(table, graph, measure, rounds):
+    """Fit overhead, scale and output_ms on the model and random copies at half and a
+    quarter of its width (least squares; scale and output_ms kept >= 0). Two points fit
+    overhead and scale only; one, the overhead alone."""
     from keras_slim.core.plan import random_plan
     from keras_slim.core.rebuild import rebuild
-    table.scale, table.overhead_ms = 1.0, 0.0
-    full_sum = table.predict_model(graph)
-    models = [graph.model]
-    try:
-        half = rebuild(graph.model, random_plan(graph, 0.5, seed=0), graph=graph)
-        half_sum = table.predict_model(ChannelGraph(half))
-        if full_sum - half_sum > 0.05 * full_sum:  # else the slope is noise
-            models.append(half)
-    except ValueError:  # nothing prunable: one point, overhead only
-        pass
-    timed = _interleaved_ms([timing_tflite(m, measure["dtype"]) for m in models], measure, rounds)
-    scale = 1.0
-    if len(timed) == 2:
-        scale = min(max((timed[0] - timed[1]) / (full_sum - half_sum), 0.05), 20.0)
-    table.scale, table.overhead_ms = scale, timed[0] - scale * full_sum
+    models, terms = [graph.model], [_terms(table, graph)]
+    for removed in (0.5, 0.75):
+        try:
+            copy = rebuild(graph.model, random_plan(graph, removed, seed=0), graph=graph)
+        except ValueError:  # nothing prunable: one point, overhead only
+            break
+        copy_terms = _terms(table, ChannelGraph(copy))
+        if terms[-1][0] - copy_terms[0] > 0.05 * terms[0][0]:  # else the slope is noise
+            models.append(copy)
+            terms.append(copy_terms)
+    timed = np.array(_interleaved_ms([timing_tflite(m, measure["dtype"]) for m in models],
+                                     measure, rounds))
+    entries, values = np.array(terms).T
+    scale, output_ms = 1.0, 0.0
+    if len(timed) == 3:
+        design = np.stack([np.ones(3), entries, values], axis=1)
+        _, scale, output_ms = np.linalg.lstsq(design, timed, rcond=None)[0]
+    if len(timed) == 2 or not (scale >= 0 and output_ms >= 0):
+        scale, output_ms = (timed[0] - timed[1]) / (entries[0] - entries[1]), 0.0
+    if len(timed) >= 2:
+        scale = min(max(float(scale), 0.05), 20.0)
+    table.scale, table.output_ms = scale, float(output_ms)
+    table.overhead_ms = float(timed[0] - scale * entries[0] - output_ms * values[0])
 
 
 def build_table(model_or_graph, cache=None, dtype="int8", threads=1, xnnpack=True,

@@ -11,6 +11,8 @@ per runtime + processor (the cache key, keras_slim.latency.device.table_key):
         "source":    "probes" | "benchmark_model",
         "overhead_ms": 0.05,      # whole model minus the sum of entries (fitted), or 0
         "scale": 1.0,             # entries' factor in a whole model (fitted), default 1
+        "output_ms": 0.0,         # ms per million output values of each entry's layer
+                                  # (fitted), default 0
         "entries": {"<signature key>": {
             "signature": {"class": "Conv2D", "config": {...}, "input": [H, W],
                           "cin": 32, "cout": 64},
@@ -24,9 +26,12 @@ to the width. A table imported from a device's benchmark_model profile has one p
 layer (its widths in that model), so it scales in proportion to the channels.
 
 Layers timed alone do not always add up to a whole model: on a CPU where the kernels are
-fast (an AMX Xeon at 32², int8) per-op costs inside the model dominate. keras_slim's
-probes therefore fit `scale` and `overhead_ms` on two whole-model measurements (the
-unpruned model and a half-width copy): model ms = overhead_ms + scale × Σ entries.
+fast (an AMX Xeon at 32², int8) per-op costs inside the model dominate, and the untimed
+element-wise ops that follow a layer (activations, residual adds, SE products, a
+MobileNetV3's hard-swish) cost in proportion to its output, not its MACs. keras_slim's
+probes therefore fit on whole-model measurements (the unpruned model and random copies
+at half and a quarter of the width):
+model ms = overhead_ms + Σ (scale × entry + output_ms × output values / 1e6).
 """
 import json
 import os
@@ -61,6 +66,11 @@ def _grid_ms(grid, cin, cout):
     return _interp(cin, grid["cin"], rows)
 
 
+def output_values(op, cout):
+    """Values a layer call writes per example at `cout` output channels."""
+    return int(np.prod([int(d) for d in op.out_shape(0)[1:-1]])) * int(cout)
+
+
 def _covering(grids, cin, cout):
     """The smallest grid whose widths reach cin/cout (else the largest)."""
     def reach(g):
@@ -80,12 +90,13 @@ class LatencyTable:
     """Latency entries of one runtime on one processor."""
 
     def __init__(self, runtime=None, processor=None, entries=None, overhead_ms=0.0,
-                 source="probes", scale=1.0):
+                 source="probes", scale=1.0, output_ms=0.0):
         self.runtime = dict(runtime or runtime_info())
         self.processor = dict(processor or processor_info())
         self.entries = dict(entries or {})
         self.overhead_ms = float(overhead_ms)
         self.scale = float(scale)
+        self.output_ms = float(output_ms)
         self.source = source
 
     @property
@@ -109,7 +120,8 @@ class LatencyTable:
             return None
         cin = op.in_channels(0) if cin is None else cin
         cout = op.out_channels(0) if cout is None else cout
-        return self.scale * max(0.0, _grid_ms(_covering(entry["grids"], cin, cout), cin, cout))
+        layer_ms = max(0.0, _grid_ms(_covering(entry["grids"], cin, cout), cin, cout))
+        return self.scale * layer_ms + self.output_ms * output_values(op, cout) / 1e6
 
     def per_layer(self, graph):
         """[(layer path, cin, cout, predicted ms or None)] of the timed layers."""
@@ -129,7 +141,8 @@ class LatencyTable:
     # --- file ---------------------------------------------------------------------------
     def to_dict(self):
         return {"runtime": self.runtime, "processor": self.processor, "source": self.source,
-                "overhead_ms": self.overhead_ms, "scale": self.scale, "entries": self.entries}
+                "overhead_ms": self.overhead_ms, "scale": self.scale,
+                "output_ms": self.output_ms, "entries": self.entries}
 
     def save(self, path):
         """Write (or merge into) a table file: other runtimes' tables in it are kept."""
@@ -158,7 +171,8 @@ class LatencyTable:
         try:
             t = tables[key]
             return cls(t["runtime"], t["processor"], t["entries"], t.get("overhead_ms", 0.0),
-                       t.get("source", "probes"), t.get("scale", 1.0))
+                       t.get("source", "probes"), t.get("scale", 1.0),
+                       t.get("output_ms", 0.0))
         except (KeyError, TypeError) as e:
             raise LatencyTableError(f"latency table file '{path}' is damaged: a table lacks "
                                     f"{e}.") from None
