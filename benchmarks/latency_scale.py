@@ -9,12 +9,12 @@ latency does not depend on them) and the zoo's vgg19 / resnet56 at 32²; plans b
 l1_norm criterion removing 30/50/70% of channels (rounded to 8) and reaching 50% of
 MACs; each converted to int8 and float32 and timed in LiteRT at 1 and 2 threads (this
 machine has 2 cores) with XNNPACK and with the builtin kernels, interleaved. Predicted
-latency: a latency table (int8, XNNPACK, 1 thread) measured by probes, its scale and
-overhead fitted on the unpruned model and a half-width copy. Latency targets: the
-MACs-target plan at 50% of MACs is measured; latency-aware plans are asked for that
-measured latency and for half the original's, from the table alone and with measured
-feedback (keras_slim.latency.plan_for_measured_latency); every plan's kept share of the
-criterion's total importance is reported. Results are rewritten after every model.
+latency: a latency table (int8, XNNPACK, 1 thread) measured by probes, its overhead,
+scale and output cost fitted on the unpruned model and half- and quarter-width copies.
+Latency targets: the MACs-target plan at 50% of MACs is measured; latency-aware plans
+are asked for that measured latency and for half the original's, from the table alone
+and with measured feedback (keras_slim.latency.plan_for_measured_latency); every plan's
+kept share of the criterion's total importance is reported. Results are rewritten after every model.
 """
 import argparse
 import os
@@ -191,8 +191,8 @@ def write(scale, target, args, started, missing):
              f"timed in turn, {args.rounds} rounds of {args.runs} batch-1 invocations, the "
              "fastest round's median (the 2-core CPU may be shared with other jobs)",
              f"- latency table: probes at 25/50/100% widths, median of {args.table_runs} "
-             "invocations each; scale and overhead fitted on the unpruned model and a "
-             "half-width copy (keras_slim.latency.table)", ""]
+             "invocations each; overhead, scale and output cost fitted on the unpruned "
+             "model and random half- and quarter-width copies (keras_slim.latency.table)", ""]
     if missing:
         text += [f"**Not measured in this run:** {', '.join(missing)}.", ""]
     text += ["## Channels removed (l1_norm) and 50% of MACs", "", HEAD_SCALE,

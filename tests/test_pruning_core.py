@@ -400,20 +400,22 @@ def test_every_layer_of_a_zero_pad_group_keeps_a_rounded_width():
     from keras_slim.zoo import models
     model = models.build("resnet20", input_shape=(16, 16, 3))
     graph = ChannelGraph(model)
-    scores = {}
-    for layer in model.layers:
-        if isinstance(layer, L.Conv2D):
-            n = layer.filters  # later stages score higher, as L1 norms of wider fan-in do
-            scores[layer.name] = np.full(n, float(n)) + np.arange(n) / 100
-    for round_to in (8, 4):
-        plan = plan_from_scores(graph, scores, 0.5, round_to=round_to)
-        rebuilt = rebuild(model, plan, graph=graph)
-        widths = {l.name: l.filters for l in rebuilt.layers if isinstance(l, L.Conv2D)}
-        originals = {l.name: l.filters for l in model.layers if isinstance(l, L.Conv2D)}
-        for name, width in widths.items():
-            assert width == originals[name] or width % round_to == 0, (name, width)
-            assert width >= round_to, (name, width)
-        assert widths["stem_conv"] < 16  # stage 1 is pruned, to a rounded width
+    originals = {l.name: l.filters for l in model.layers if isinstance(l, L.Conv2D)}
+    rng = np.random.default_rng(0)
+    ranked = {name: np.full(n, float(n)) + np.arange(n) / 100 for name, n in originals.items()}
+    for scores in [ranked] + [{name: rng.random(n) for name, n in originals.items()}
+                              for _ in range(4)]:
+        for round_to, ratio in ((8, 0.5), (4, 0.7), (8, 0.3)):
+            plan = plan_from_scores(graph, scores, ratio, round_to=round_to)
+            rebuilt = rebuild(model, plan, graph=graph)
+            for layer in rebuilt.layers:
+                if isinstance(layer, L.Conv2D):
+                    width, full = layer.filters, originals[layer.name]
+                    assert width == full or (width % round_to == 0 and width >= round_to), \
+                        (layer.name, width, round_to, ratio)
+    assert rebuild(model, plan_from_scores(graph, ranked, 0.5), graph=graph).get_layer(
+        "stem_conv").filters < 16  # stage 1 is pruned, to a rounded width
+
 
 def test_separable_conv1d_and_grouped_conv_rebuild():
     x0 = keras.Input((12, 4))

@@ -319,3 +319,32 @@ def test_benchmark_app_prints_layers_and_predicted_vs_measured(tmp_path, capsys)
     result = json.loads((tmp_path / "bench" / "benchmark.json").read_text())
     assert result["latency_prediction"]["measured_ms"] > 0
     assert LatencyTable.load(str(tmp_path / "lat.json")).runtime["dtype"] == "float32"
+
+
+def test_latency_plan_of_a_zero_pad_resnet_prices_its_rounded_layers():
+    # Rounding each stage of a zero-pad stream adds channels after the greedy: the plan
+    # must still meet the target once they are counted.
+    model = models.build("resnet20", input_shape=(16, 16, 3))
+    graph = ChannelGraph(model)
+    table = _synthetic_table(graph)
+    full = table.predict_model(graph)
+    for criterion in ("random", "l1_norm"):
+        for fraction in (0.7, 0.5, 0.35):
+            plan = criterion_plan(graph, criterion, target={"latency": fraction},
+                                  latency_table=table)
+            got = table.predict_model(ChannelGraph(rebuild(model, plan, graph=graph)))
+            assert got == pytest.approx(plan.meta["achieved"]["latency_ms"])
+            assert got <= fraction * full + 1e-9, (criterion, fraction)
+
+
+def test_the_fit_falls_back_to_one_term_when_three_points_are_implausible():
+    from keras_slim.latency.probe import _fit
+    entries, values = np.array([8.0, 4.0, 2.0]), np.array([1.0, 0.6, 0.3])
+    exact = 1.0 + 1.0 * entries + 0.5 * values
+    assert _fit(exact, entries, values) == pytest.approx((1.0, 0.5))
+    # a negative output cost: the first two points' slope on the entries
+    assert _fit(1.0 + entries - 2.0 * values, entries, values) == pytest.approx((0.8, 0.0))
+    # every probe as fast as an empty one: the outputs carry the slope
+    assert _fit(np.array([3.0, 2.0, 1.5]), np.zeros(3), np.array([1.0, 0.5, 0.25])) \
+        == pytest.approx((1.0, 2.0))
+    assert _fit(np.array([3.0]), np.array([8.0]), np.array([1.0])) == (1.0, 0.0)

@@ -218,24 +218,30 @@ def _round_per_layer(graph, group, keep, order, min_channels=1, min_fraction=0.0
                      round_to=1):
     """A group joined through Concatenate or a zero-pad shortcut spans several layers'
     channels, and its count says nothing of each layer's: one could keep no channel, or
-    an odd width the kernels run slowly (a CIFAR ResNet's first stage at 1 channel). Each
-    such layer keeps at least the floor, rounded up to round_to, by adding its best unkept
-    channels; smallest layer first, as nested zero-pad stages share their first channels.
-    A layer with no channel is always given its best one."""
+    an odd width the kernels run slowly (a CIFAR ResNet's first stage at 1 channel). Then
+    every layer keeps at least the floor, rounded up to round_to: smallest layer first,
+    each adds its best unkept channels, preferring those no smaller layer owns (nested
+    zero-pad stages share their first channels), until no layer needs more."""
     position = {int(r): j for j, r in enumerate(group.roots)}
     rank = {int(j): n for n, j in enumerate(order)}
     keep = set(keep)
-    spans = [sorted({position[int(r)] for r in graph.channel_roots(path)}, key=rank.get)
-             for path in group.layers]
-    for mine in sorted(spans, key=len):
-        have = sum(j in keep for j in mine)
-        want = max(1, have) if len(mine) == group.size else _kept_count(
-            len(mine), have, min_channels, min_fraction, round_to)
-        for j in (j for j in mine if j not in keep):
-            if have >= want:
-                break
-            keep.add(j)
-            have += 1
+    spans = sorted({tuple(sorted({position[int(r)] for r in graph.channel_roots(path)}))
+                    for path in group.layers}, key=len)
+    if all(len(span) == group.size for span in spans):
+        return sorted(keep)  # one span: the group's count was rounded already
+    for _ in range(len(spans)):
+        changed, smaller = False, set()
+        for span in spans:
+            have = sum(j in keep for j in span)
+            want = _kept_count(len(span), have, min_channels, min_fraction, round_to)
+            if want > have:
+                free = sorted((j for j in span if j not in keep),
+                              key=lambda j: (j in smaller, rank[j]))
+                keep.update(free[:want - have])
+                changed = True
+            smaller.update(span)
+        if not changed:
+            break
     return sorted(keep)
 
 

@@ -203,9 +203,8 @@ def latency_greedy(graph, scores, costs, goal, aggregate="mean", min_channels=1,
     def total(counts):
         return costs.table.overhead_ms + sum(op_ms(op, counts) for op in tabled)
 
-    current = total(count)
-    start = current
-    while current > goal:
+    def step(current):
+        """Lower the group whose next width step costs least importance per ms saved."""
         best = None
         for name, g in groups.items():
             now = sum(op_ms(op, count) for op in touching[name])
@@ -229,12 +228,25 @@ def latency_greedy(graph, scores, costs, goal, aggregate="mean", min_channels=1,
             raise ValueError(f"target latency_ms={goal:g} cannot be reached: at the floors "
                              f"the table predicts {current:g} ms (original {start:g} ms).")
         count[best[1]] = best[2]
-        current -= best[3]
-    plans = []
-    for g in scored:
-        keep = _round_per_layer(graph, g, set(int(i) for i in order[g.name][:count[g.name]]),
-                                order[g.name], min_channels, min_fraction, round_to)
-        plans.append(GroupPlan(g.name, g.layers, g.size, keep))
+        return current - best[3]
+
+    def rounded_groups():
+        return [GroupPlan(g.name, g.layers, g.size, _round_per_layer(
+            graph, g, set(int(i) for i in order[g.name][:count[g.name]]), order[g.name],
+            min_channels, min_fraction, round_to)) for g in scored]
+
+    current = start = total(count)
+    asked = goal
+    while True:
+        while current > asked:
+            current = step(current)
+        plans = rounded_groups()
+        # rounding a zero-pad/concat group's layers adds channels: price the final plan
+        probe = ChannelPlan(graph.model.name, plans, {})
+        final = costs.latency_ms(probe.removed_roots(graph))
+        if final <= goal + 1e-9:
+            break
+        asked = current - (final - goal)
     plan = ChannelPlan(graph.model.name, plans, dict(meta or {}, aggregate=aggregate,
                                                      round_to=round_to))
     plan.meta["removed_share"] = round(1 - plan.kept_channels / max(plan.total_channels, 1), 4)

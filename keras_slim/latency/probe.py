@@ -84,16 +84,34 @@ def _terms(table, graph):
     """(Σ entries, Σ output values / 1e6) of a model's timed layers."""
     saved = table.scale, table.output_ms, table.overhead_ms
     table.scale, table.output_ms, table.overhead_ms = 1.0, 0.0, 0.0
-    entries = table.predict_model(graph)
-    table.scale, table.output_ms, table.overhead_ms = saved
+    try:
+        entries = table.predict_model(graph)
+    finally:
+        table.scale, table.output_ms, table.overhead_ms = saved
     values = sum(output_values(op, op.out_channels(0)) for op in timed_ops(graph)) / 1e6
     return entries, values
 
 
+def _fit(timed, entries, values):
+    """(scale, output_ms): least squares on 3 points if both come out plausible (scale in
+    [0.05, 20], output_ms >= 0), else the slope of the first two on one term."""
+    if len(timed) == 3:
+        design = np.stack([np.ones(3), entries, values], axis=1)
+        _, scale, output_ms = np.linalg.lstsq(design, timed, rcond=None)[0]
+        if 0.05 <= scale <= 20.0 and output_ms >= 0:
+            return float(scale), float(output_ms)
+    if len(timed) < 2:
+        return 1.0, 0.0
+    if entries[0] - entries[1] > 0.05 * entries[0]:
+        scale = (timed[0] - timed[1]) / (entries[0] - entries[1])
+        return min(max(float(scale), 0.05), 20.0), 0.0
+    # entries too small to move (every probe as fast as an empty one): outputs carry it
+    return 1.0, max(0.0, float((timed[0] - timed[1]) / (values[0] - values[1])))
+
+
 def _fit_scale_and_overhead(table, graph, measure, rounds):
     """Fit overhead, scale and output_ms on the model and random copies at half and a
-    quarter of its width (least squares; scale and output_ms kept >= 0). Two points fit
-    overhead and scale only; one, the overhead alone."""
+    quarter of its width (see _fit); one point fits the overhead alone."""
     from keras_slim.core.plan import random_plan
     from keras_slim.core.rebuild import rebuild
     models, terms = [graph.model], [_terms(table, graph)]
@@ -103,22 +121,16 @@ def _fit_scale_and_overhead(table, graph, measure, rounds):
         except ValueError:  # nothing prunable: one point, overhead only
             break
         copy_terms = _terms(table, ChannelGraph(copy))
-        if terms[-1][0] - copy_terms[0] > 0.05 * terms[0][0]:  # else the slope is noise
+        if any(last - new > 0.05 * first for last, new, first
+               in zip(terms[-1], copy_terms, terms[0])):  # else the slope is noise
             models.append(copy)
             terms.append(copy_terms)
     timed = np.array(_interleaved_ms([timing_tflite(m, measure["dtype"]) for m in models],
                                      measure, rounds))
     entries, values = np.array(terms).T
-    scale, output_ms = 1.0, 0.0
-    if len(timed) == 3:
-        design = np.stack([np.ones(3), entries, values], axis=1)
-        _, scale, output_ms = np.linalg.lstsq(design, timed, rcond=None)[0]
-    if len(timed) == 2 or not (scale >= 0 and output_ms >= 0):
-        scale, output_ms = (timed[0] - timed[1]) / (entries[0] - entries[1]), 0.0
-    if len(timed) >= 2:
-        scale = min(max(float(scale), 0.05), 20.0)
-    table.scale, table.output_ms = scale, float(output_ms)
-    table.overhead_ms = float(timed[0] - scale * entries[0] - output_ms * values[0])
+    table.scale, table.output_ms = _fit(timed, entries, values)
+    table.overhead_ms = float(timed[0] - table.scale * entries[0]
+                              - table.output_ms * values[0])
 
 
 def build_table(model_or_graph, cache=None, dtype="int8", threads=1, xnnpack=True,
