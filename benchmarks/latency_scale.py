@@ -88,7 +88,8 @@ def _kept_importance(graph, plan):
 
 
 def _table(graph, args):
-    return build_table(graph, cache=CACHE, fractions=(0.25, 0.5, 1.0), runs=args.table_runs,
+    return build_table(graph, cache=args.table_cache, fractions=(0.25, 0.5, 1.0),
+                       runs=args.table_runs,
                        rounds=args.rounds,
                        verbose=0)
 
@@ -98,6 +99,8 @@ def scale_rows(name, args, lines):
     graph = ChannelGraph(model)
     common.log(f"{name}: latency table")
     table = _table(graph, args)
+    common.log(f"{name}: table fit: overhead {table.overhead_ms:.3f} ms, scale "
+               f"{table.scale:.3f}, output {table.output_ms:.3f} ms per 1e6 values")
     plans = [("original", None)] + [(f"{int(r * 100)}% ch", criterion_plan(
         graph, "l1_norm", r)) for r in (0.3, 0.5, 0.7)] + [
         ("50% MACs", criterion_plan(graph, "l1_norm", target={"macs": 0.5}))]
@@ -209,6 +212,8 @@ def main():
     parser.add_argument("--out", default=OUT, help="results file (rewritten per model)")
     parser.add_argument("--table_runs", type=int, default=20)
     parser.add_argument("--budget_min", type=float, default=30.0)
+    parser.add_argument("--table_cache", default=CACHE,
+                        help="latency table JSON: entries measured before are reused")
     parser.add_argument("--jobs", default="scale:vgg19,scale:resnet56,scale:MobileNetV2,"
                         "target:vgg_small,target:MobileNetV2,scale:ResNet50,target:ResNet50,"
                         "scale:EfficientNetB0", help="kind:model, run in this order")

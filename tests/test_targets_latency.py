@@ -348,3 +348,14 @@ def test_the_fit_falls_back_to_one_term_when_three_points_are_implausible():
     assert _fit(np.array([3.0, 2.0, 1.5]), np.zeros(3), np.array([1.0, 0.5, 0.25])) \
         == pytest.approx((1.0, 2.0))
     assert _fit(np.array([3.0]), np.array([8.0]), np.array([1.0])) == (1.0, 0.0)
+
+
+def test_measured_feedback_times_a_plan_in_rounds_and_keeps_the_fastest(monkeypatch):
+    # one slow round (a drifting CPU) must not steer the feedback loop
+    from keras_slim.latency import landing, probe
+    rounds = iter([9.0, 5.0, 7.0])
+    monkeypatch.setattr(probe, "timing_tflite", lambda model, dtype: model)
+    monkeypatch.setattr(probe, "_time_ms", lambda *settings: next(rounds))
+    table = LatencyTable({"litert": "test", "delegate": "xnnpack", "threads": 1,
+                          "dtype": "int8"}, {"model": "synthetic", "isa": []})
+    assert landing._table_runtime_ms(table, runs=3, rounds=3)(_tiny()) == 5.0

@@ -17,20 +17,25 @@ from keras_slim.core.rebuild import rebuild
 __all__ = ["plan_for_measured_latency"]
 
 
-def _table_runtime_ms(table, runs):
-    from keras_slim.latency.probe import measure_model_ms
+def _table_runtime_ms(table, runs, rounds):
+    """Time a model in LiteRT at the table's runtime: `rounds` rounds of `runs`
+    invocations on fresh interpreters, the fastest round's median (one round on a shared
+    or drifting CPU can be 20% slow, and the loop would chase it)."""
+    from keras_slim.latency.probe import _interleaved_ms, timing_tflite
     runtime = table.runtime
+    settings = dict(threads=int(runtime.get("threads", 1)),
+                    xnnpack=runtime.get("delegate", "xnnpack") == "xnnpack",
+                    runs=runs, statistic="median")
 
     def measure(model):
-        return measure_model_ms(model, dtype=runtime.get("dtype", "int8"),
-                                threads=int(runtime.get("threads", 1)),
-                                xnnpack=runtime.get("delegate", "xnnpack") == "xnnpack",
-                                runs=runs)
+        content = timing_tflite(model, runtime.get("dtype", "int8"))
+        return _interleaved_ms([content], settings, rounds)[0]
     return measure
 
 
 def plan_for_measured_latency(model, criterion, latency_ms, latency_table, tolerance=0.05,
-                              steps=4, measure=None, runs=30, graph=None, **plan_kwargs):
+                              steps=4, measure=None, runs=30, rounds=3, graph=None,
+                              **plan_kwargs):
     """The plan whose rebuilt model measures closest to `latency_ms` (see the module
     docstring). `measure(model) -> ms` replaces the LiteRT timing (e.g. a phone).
     Raises ValueError (from the planner) if even the first goal cannot be reached."""
@@ -45,7 +50,7 @@ def plan_for_measured_latency(model, criterion, latency_ms, latency_table, toler
         from keras_slim.latency.table import LatencyTable
         latency_table = LatencyTable.load(latency_table)
     graph = graph or ChannelGraph(model)
-    measure = measure or _table_runtime_ms(latency_table, runs)
+    measure = measure or _table_runtime_ms(latency_table, runs, rounds)
     goal, history, best = float(latency_ms), [], None
     for step in range(int(steps)):
         try:
