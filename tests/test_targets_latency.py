@@ -359,3 +359,5 @@ def test_measured_feedback_times_a_plan_in_rounds_and_keeps_the_fastest(monkeypa
     table = LatencyTable({"litert": "test", "delegate": "xnnpack", "threads": 1,
                           "dtype": "int8"}, {"model": "synthetic", "isa": []})
     assert landing._table_runtime_ms(table, runs=3, rounds=3)(_tiny()) == 5.0
+    with pytest.raises(ValueError, match="rounds=0"):
+        landing.plan_for_measured_latency(_tiny(), "l1_norm", 1.0, table, rounds=0)

@@ -43,9 +43,10 @@ def plan_for_measured_latency(model, criterion, latency_ms, latency_table, toler
             or latency_ms <= 0:
         raise ValueError(f"latency_ms must be a positive number. Received: "
                          f"latency_ms={latency_ms!r}")
-    if not 0 < tolerance < 1 or int(steps) != steps or steps < 1:
-        raise ValueError(f"tolerance must be in (0, 1) and steps an int >= 1. Received: "
-                         f"tolerance={tolerance!r}, steps={steps!r}")
+    if not 0 < tolerance < 1 or int(steps) != steps or steps < 1 \
+            or int(rounds) != rounds or rounds < 1:
+        raise ValueError(f"tolerance must be in (0, 1), steps and rounds ints >= 1. Received: "
+                         f"tolerance={tolerance!r}, steps={steps!r}, rounds={rounds!r}")
     if isinstance(latency_table, str):
         from keras_slim.latency.table import LatencyTable
         latency_table = LatencyTable.load(latency_table)
