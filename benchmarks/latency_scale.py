@@ -14,7 +14,8 @@ scale and output cost fitted on the unpruned model and half- and quarter-width c
 Latency targets: the MACs-target plan at 50% of MACs is measured; latency-aware plans
 are asked for that measured latency and for half the original's, from the table alone
 and with measured feedback (keras_slim.latency.plan_for_measured_latency); every plan's
-kept share of the criterion's total importance is reported. Results are rewritten after every model.
+kept share of the criterion's total importance is reported. Results are rewritten after
+every model.
 """
 import argparse
 import os
@@ -89,9 +90,7 @@ def _kept_importance(graph, plan):
 
 def _table(graph, args):
     return build_table(graph, cache=args.table_cache, fractions=(0.25, 0.5, 1.0),
-                       runs=args.table_runs,
-                       rounds=args.rounds,
-                       verbose=0)
+                       runs=args.table_runs, rounds=args.rounds, verbose=0)
 
 
 def scale_rows(name, args, lines):

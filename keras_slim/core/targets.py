@@ -242,8 +242,8 @@ def latency_greedy(graph, scores, costs, goal, aggregate="mean", min_channels=1,
             current = step(current)
         plans = rounded_groups()
         # rounding a zero-pad/concat group's layers adds channels: price the final plan
-        probe = ChannelPlan(graph.model.name, plans, {})
-        final = costs.latency_ms(probe.removed_roots(graph))
+        rounded = ChannelPlan(graph.model.name, plans, {})
+        final = costs.latency_ms(rounded.removed_roots(graph))
         if final <= goal + 1e-9:
             break
         asked = current - (final - goal)

@@ -18,18 +18,16 @@ __all__ = ["plan_for_measured_latency"]
 
 
 def _table_runtime_ms(table, runs, rounds):
-    """Time a model in LiteRT at the table's runtime: `rounds` rounds of `runs`
-    invocations on fresh interpreters, the fastest round's median (one round on a shared
-    or drifting CPU can be 20% slow, and the loop would chase it)."""
-    from keras_slim.latency.probe import _interleaved_ms, timing_tflite
+    """Time a model in LiteRT at the table's runtime, the fastest of `rounds` rounds (one
+    round on a shared or drifting CPU can be 20% slow, and the loop would chase it)."""
+    from keras_slim.latency.probe import measure_model_ms
     runtime = table.runtime
-    settings = dict(threads=int(runtime.get("threads", 1)),
-                    xnnpack=runtime.get("delegate", "xnnpack") == "xnnpack",
-                    runs=runs, statistic="median")
 
     def measure(model):
-        content = timing_tflite(model, runtime.get("dtype", "int8"))
-        return _interleaved_ms([content], settings, rounds)[0]
+        return measure_model_ms(model, dtype=runtime.get("dtype", "int8"),
+                                threads=int(runtime.get("threads", 1)),
+                                xnnpack=runtime.get("delegate", "xnnpack") == "xnnpack",
+                                runs=runs, rounds=rounds)
     return measure
 
 

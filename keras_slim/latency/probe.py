@@ -60,11 +60,14 @@ def _check_statistic(statistic):
 
 
 def measure_model_ms(model, dtype="int8", threads=1, xnnpack=True, runs=50, warmup=5,
-                     statistic="median"):
+                     statistic="median", rounds=1):
     """LiteRT latency (ms; `statistic` "median" or "min" of the runs) of a Keras model
-    converted at `dtype`. "min" resists a CPU shared with other jobs."""
+    converted at `dtype`; with rounds > 1 the fastest of that many rounds, each on a fresh
+    interpreter. "min" and rounds resist a CPU shared with other jobs or drifting."""
     _check_statistic(statistic)
-    return _time_ms(timing_tflite(model, dtype), threads, xnnpack, runs, warmup, statistic)
+    content = timing_tflite(model, dtype)
+    return min(_time_ms(content, threads, xnnpack, runs, warmup, statistic)
+               for _ in range(int(rounds)))
 
 
 def _interleaved_ms(contents, measure, rounds, bar=None):
@@ -82,14 +85,9 @@ def _interleaved_ms(contents, measure, rounds, bar=None):
 
 def _terms(table, graph):
     """(Σ entries, Σ output values / 1e6) of a model's timed layers."""
-    saved = table.scale, table.output_ms, table.overhead_ms
-    table.scale, table.output_ms, table.overhead_ms = 1.0, 0.0, 0.0
-    try:
-        entries = table.predict_model(graph)
-    finally:
-        table.scale, table.output_ms, table.overhead_ms = saved
-    values = sum(output_values(op, op.out_channels(0)) for op in timed_ops(graph)) / 1e6
-    return entries, values
+    ops = timed_ops(graph)
+    return (sum(table.entry_ms(op) for op in ops),
+            sum(output_values(op, op.out_channels(0)) for op in ops) / 1e6)
 
 
 def _fit(timed, entries, values):

@@ -112,15 +112,23 @@ class LatencyTable:
         entry = self.entries.setdefault(signature_key(sig), {"signature": sig, "grids": []})
         entry["grids"].append(grid)
 
-    def predict(self, op, cin=None, cout=None):
-        """Predicted ms of one layer call at cin/cout channels (its own by default);
-        None if the table has no entry for it."""
+    def entry_ms(self, op, cin=None, cout=None):
+        """The entry's ms of one layer call at cin/cout channels (its own by default), as
+        timed alone; None if the table has no entry for it."""
         entry = self.entry(op)
         if entry is None:
             return None
         cin = op.in_channels(0) if cin is None else cin
         cout = op.out_channels(0) if cout is None else cout
-        layer_ms = max(0.0, _grid_ms(_covering(entry["grids"], cin, cout), cin, cout))
+        return max(0.0, _grid_ms(_covering(entry["grids"], cin, cout), cin, cout))
+
+    def predict(self, op, cin=None, cout=None):
+        """Predicted ms of one layer call inside a model at cin/cout channels (its own by
+        default); None if the table has no entry for it."""
+        layer_ms = self.entry_ms(op, cin, cout)
+        if layer_ms is None:
+            return None
+        cout = op.out_channels(0) if cout is None else cout
         return self.scale * layer_ms + self.output_ms * output_values(op, cout) / 1e6
 
     def per_layer(self, graph):
