@@ -79,6 +79,22 @@ def test_penalty_gradient_shrinks_every_gamma_by_lr_lambda():
         assert (np.sign(after[name]) == np.sign(before[name])).all()
 
 
+
+def test_penalty_under_mixed_float16_policy():
+    # The policy autocasts variables read in call() (λ too) to float16; the penalty
+    # must stay float32 and equal λ·Σ|γ| (to float16's rounding of γ).
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = slim_model(2e-3)
+        model(X, training=True)
+        assert all(v.dtype == tf.float32 for v in model.losses)
+        got = float(sum(float(v) for v in model.losses))
+        assert got == pytest.approx(hand_penalty(model, 2e-3), rel=1e-3)
+        model.compile(keras.optimizers.SGD(0.01), "mse")
+        assert np.isfinite(model.fit(X, Y, verbose=0).history["loss"][0])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
 def test_l1_must_be_non_negative_number():
     for bad in (-1e-4, float("nan"), "x"):
         with pytest.raises(ValueError, match="l1"):

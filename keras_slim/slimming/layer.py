@@ -65,7 +65,8 @@ class SlimBatchNormalization(keras.layers.BatchNormalization):
 
     def effective_l1(self):
         """λ·l1_scale as a tensor: the weight of Σ|γ| (and the proximal threshold / lr)."""
-        return tf.convert_to_tensor(self._l1_var) * self.l1_scale
+        # float32 even when a mixed precision policy autocasts variables read in call().
+        return tf.cast(tf.convert_to_tensor(self._l1_var), tf.float32) * self.l1_scale
 
     def penalty(self):
         """λ·l1_scale·Σ|γ| as a tensor (0 without γ)."""
