@@ -10,8 +10,8 @@ accuracy (right after rebuild and after fine-tuning), params, FLOPs and wall tim
     python -m benchmarks.dce_fashion_mnist            # 3 seeds, 2 + 1 epochs, ~60 min
     python -m benchmarks.dce_fashion_mnist --quick    # 1 seed, 10k images, 1 + 1 epochs
     python -m benchmarks.dce_fashion_mnist --model resnet20 --train_images 20000
-    python -m benchmarks.dce_fashion_mnist --fractions 0.3,0.5,0.7,0.9,1.0 \
-        --policies cucb --seeds 1 --epochs 8 --finetune_epochs 2   # accuracy vs p
+    python -m benchmarks.dce_fashion_mnist --fractions 0.5,0.7,0.9,1.0 --policies cucb \
+        --seeds 1 --epochs 6 --finetune_epochs 2 --train_images 20000   # accuracy vs p
 """
 import argparse
 import json
