@@ -79,10 +79,10 @@ def test_penalty_gradient_shrinks_every_gamma_by_lr_lambda():
         assert (np.sign(after[name]) == np.sign(before[name])).all()
 
 
-
 def test_penalty_under_mixed_float16_policy():
     # The policy autocasts variables read in call() (λ too) to float16; the penalty
     # must stay float32 and equal λ·Σ|γ| (to float16's rounding of γ).
+    previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         model = slim_model(2e-3)
@@ -93,7 +93,8 @@ def test_penalty_under_mixed_float16_policy():
         model.compile(keras.optimizers.SGD(0.01), "mse")
         assert np.isfinite(model.fit(X, Y, verbose=0).history["loss"][0])
     finally:
-        keras.mixed_precision.set_global_policy("float32")
+        keras.mixed_precision.set_global_policy(previous)
+
 
 def test_l1_must_be_non_negative_number():
     for bad in (-1e-4, float("nan"), "x"):
