@@ -81,6 +81,7 @@ _API = {
     "CUCBCallback": "keras_slim.dce",
     "dce_plan": "keras_slim.dce",
     "run_dce": "keras_slim.dce",
+    "recalibrate_batch_norm": "keras_slim.core.batch_norm_statistics",
     # export
     "export_tflite": "keras_slim.export",
     "verify_tflite": "keras_slim.export",

@@ -323,6 +323,47 @@ def test_run_dce_end_to_end():
     assert compact.predict(x, verbose=0).shape == (len(x), 3)
     assert result.callback.bandits["stem"].t == 4
     assert result.finetune_history is not None
+    assert result.recalibration_batches == 4  # default 20 steps; the dataset has 4
+
+
+def test_run_dce_re_estimates_bn_statistics_of_the_rebuilt_model(monkeypatch):
+    from keras_slim.dce import pipeline
+
+    events = []
+    real_fit, real_recalibrate = pipeline._fit, pipeline.recalibrate_batch_norm
+
+    def fit(model, *args):
+        events.append(("fit", model))
+        return real_fit(model, *args)
+
+    def recalibrate(model, data, steps, batch_size):
+        before = [np.array(w) for w in model.weights if "moving" in w.name]
+        used = real_recalibrate(model, data, steps, batch_size)
+        after = [np.array(w) for w in model.weights if "moving" in w.name]
+        events.append(("recalibrate", model, steps, any(
+            not np.allclose(a, b) for a, b in zip(before, after))))
+        return used
+
+    monkeypatch.setattr(pipeline, "_fit", fit)
+    monkeypatch.setattr(pipeline, "recalibrate_batch_norm", recalibrate)
+    model = residual_net(width=16)
+    x, y = data(4 * B)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(B)
+    result = run_dce(model, dataset, fraction=0.5, epochs=1, finetune_epochs=1, loss=LOSS,
+                     warmup_steps=2, round_to=4, recalibration_steps=3)
+    assert result.recalibration_batches == 3
+    # DCE fit on the gated model, then the rebuilt model's statistics change, then its
+    # fine-tuning.
+    assert [e[0] for e in events] == ["fit", "recalibrate", "fit"]
+    assert events[0][1] is result.gated_model
+    assert events[1][1] is result.model and events[1][2] == 3 and events[1][3]
+    assert events[2][1] is result.model
+    events.clear()
+    off = run_dce(model, dataset, fraction=0.5, epochs=1, finetune_epochs=0, loss=LOSS,
+                  warmup_steps=2, round_to=4, recalibration_steps=0)
+    assert off.recalibration_batches == 0 and [e[0] for e in events] == ["fit"]
+    with pytest.raises(ValueError, match="recalibration_steps must be an int >= 0"):
+        run_dce(model, dataset, recalibration_steps=-1, loss=LOSS)
 
 
 # --- bad input ------------------------------------------------------------------------

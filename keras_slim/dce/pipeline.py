@@ -8,6 +8,7 @@ import numpy as np
 
 from keras_slim import compat
 from keras_slim.compat import keras
+from keras_slim.core.batch_norm_statistics import recalibrate_batch_norm
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.plan import plan_from_scores
 from keras_slim.core.rebuild import rebuild
@@ -82,6 +83,7 @@ class DCEResult:
     gated_model: object      # the trained gated model (all masks 1)
     history: object = None
     finetune_history: object = None
+    recalibration_batches: int = 0  # batches that re-estimated BN statistics
 
 
 def _fresh_optimizer(optimizer):
@@ -107,13 +109,17 @@ def run_dce(model, train_data, fraction=0.5, epochs=1, finetune_epochs=1,
             keep_fraction=None, loss=None, optimizer="adam", metrics=None, layers=None,
             warmup_steps=100, exploration=1.0, policy="cucb", discount=None, seed=0,
             round_to=8, batch_size=32, steps_per_epoch=None, checkpoint=None, verbose=0,
-            distill=False, temperature=DEFAULT_TEMPERATURE, alpha=DEFAULT_ALPHA):
+            distill=False, temperature=DEFAULT_TEMPERATURE, alpha=DEFAULT_ALPHA,
+            recalibration_steps=20):
     """Dynamic Channel Execution in one call; `model` is not changed.
 
     Gates the model (gate_model), trains it `epochs` epochs with CUCBCallback (p =
     `fraction` active per step), keeps the `keep_fraction` (default: `fraction`) most
     salient channels of every gated group (dce_plan), strips the gates, rebuilds the
-    compact model and fine-tunes it `finetune_epochs` epochs.
+    compact model, re-estimates its BN statistics on `recalibration_steps` training
+    batches (0: keep those learnt with changing channels; see
+    keras_slim.core.batch_norm_statistics) and fine-tunes it `finetune_epochs` epochs.
+    A generator as train_data is advanced by those batches between the two fits.
 
     train_data: a tf.data.Dataset / generator of (x, y) batches, or an (x, y) tuple
     (batched with batch_size). loss defaults to the loss `model` was compiled with.
@@ -125,7 +131,8 @@ def run_dce(model, train_data, fraction=0.5, epochs=1, finetune_epochs=1,
     _check_fraction(fraction)
     keep_fraction = fraction if keep_fraction is None else keep_fraction
     _check_fraction(keep_fraction, "keep_fraction")
-    for arg, value in (("epochs", epochs), ("finetune_epochs", finetune_epochs)):
+    for arg, value in (("epochs", epochs), ("finetune_epochs", finetune_epochs),
+                       ("recalibration_steps", recalibration_steps)):
         if not _is_int(value) or value < 0:
             raise ValueError(f"{arg} must be an int >= 0, got {value!r}.")
     if loss is None:
@@ -145,6 +152,8 @@ def run_dce(model, train_data, fraction=0.5, epochs=1, finetune_epochs=1,
     graph = ChannelGraph(plain)  # one analysis for plan and rebuild
     plan = dce_plan(callback, plain, keep_fraction, round_to=round_to, graph=graph)
     compact = rebuild(plain, plan, graph=graph)
+    recalibrated = recalibrate_batch_norm(compact, train_data, recalibration_steps,
+                                          batch_size) if recalibration_steps else 0
     compact.compile(optimizer=_fresh_optimizer(optimizer), loss=loss, metrics=metrics)
     trainer = compact
     if distill:
@@ -153,4 +162,4 @@ def run_dce(model, train_data, fraction=0.5, epochs=1, finetune_epochs=1,
         trainer.compile(optimizer=_fresh_optimizer(optimizer), loss=loss, metrics=metrics)
     finetune = _fit(trainer, train_data, finetune_epochs, batch_size, None, verbose,
                     steps_per_epoch) if finetune_epochs else None
-    return DCEResult(compact, plan, callback, gated, history, finetune)
+    return DCEResult(compact, plan, callback, gated, history, finetune, recalibrated)
