@@ -223,11 +223,13 @@ def random_batches(batch_size, steps, shape=(28, 28, 1)):
     return x, rng.integers(0, 10, len(x))
 
 
-def step_times(runs, x, y, batch_size, rounds):
+def step_times(runs, x, y, batch_size, rounds, cpu_times=None):
     """{name: [seconds per step of each round]} for runs {name: (model, callbacks)}.
 
     Every model is compiled (default_compile) and warmed up on 5 batches, then trains one
     epoch on (x, y) per round, the models interleaved so machine noise hits all alike.
+    cpu_times: a dict to fill with the process CPU seconds per step of each round (all
+    threads), which a VM's host throttling does not inflate as it does wall time.
     """
     steps = len(x) // batch_size
     for model, callbacks in runs.values():
@@ -237,10 +239,13 @@ def step_times(runs, x, y, batch_size, rounds):
     times = {name: [] for name in runs}
     for _ in range(rounds):
         for name, (model, callbacks) in runs.items():
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False,
                       callbacks=callbacks)
             times[name].append((time.perf_counter() - start) / steps)
+            if cpu_times is not None:
+                cpu_times.setdefault(name, []).append(
+                    (time.process_time() - cpu_start) / steps)
     return times
 
 

@@ -26,6 +26,7 @@ from benchmarks.common import (  # noqa: E402
     accuracy, build_model, cosine_compile, fashion_mnist, publish, run_header)
 from keras_slim.compat import keras  # noqa: E402
 from keras_slim.core import metrics  # noqa: E402
+from keras_slim.core.batch_norm_statistics import recalibrate_batch_norm  # noqa: E402
 from keras_slim.core.rebuild import rebuild  # noqa: E402
 from keras_slim.dce import CUCBCallback, dce_plan  # noqa: E402
 from keras_slim.dce.gates import gate_model, strip_gates  # noqa: E402
@@ -43,8 +44,10 @@ def _result(model, test, start, after_rebuild, keep_model):
 
 
 def dce_row(initial, build, train, test, fraction, policy, seed, epochs, finetune_epochs,
-            warmup_steps, verbose, keep_model=False):
-    """One DCE row; with keep_model the result also holds the compact model ("model")."""
+            warmup_steps, verbose, keep_model=False, recalibration_steps=0):
+    """One DCE row; with keep_model the result also holds the compact model ("model").
+    recalibration_steps > 0: re-estimate the rebuilt model's BN statistics on that many
+    training batches before fine-tuning (the accuracy without it: "after_rebuild_raw")."""
     keras.utils.set_random_seed(seed)
     model = build()
     model.set_weights(initial)
@@ -59,8 +62,16 @@ def dce_row(initial, build, train, test, fraction, policy, seed, epochs, finetun
     compact = rebuild(plain, plan)
     cosine_compile(steps * finetune_epochs)(compact)
     after_rebuild = accuracy(compact, test)
+    raw = None
+    if recalibration_steps:
+        raw = after_rebuild
+        recalibrate_batch_norm(compact, train, recalibration_steps)
+        after_rebuild = accuracy(compact, test)
     compact.fit(train, epochs=finetune_epochs, verbose=verbose)
-    return _result(compact, test, start, after_rebuild, keep_model)
+    row = _result(compact, test, start, after_rebuild, keep_model)
+    if raw is not None:
+        row["after_rebuild_raw"] = raw
+    return row
 
 
 def baseline_row(initial, build, train, test, seed, epochs, verbose, keep_model=False):
@@ -79,8 +90,9 @@ def summarise(rows):
         values = np.array([r[key] for r in rows], dtype=np.float64)
         return float(values.mean()), float(values.std())
     out = {k: stat(k) for k in ("accuracy", "params", "macs", "seconds")}
-    if rows[0]["after_rebuild"] is not None:
-        out["after_rebuild"] = stat("after_rebuild")
+    for key in ("after_rebuild", "after_rebuild_raw"):
+        if rows[0].get(key) is not None:
+            out[key] = stat(key)
     return out
 
 
@@ -100,6 +112,9 @@ def main():
                         help="train on the first N training images (default: all 60k)")
     parser.add_argument("--quick", action="store_true",
                         help="1 seed, 1 + 1 epochs on 10k training images")
+    parser.add_argument("--recalibration_steps", type=int, default=20,
+                        help="re-estimate BN statistics after the rebuild on this many "
+                             "training batches (0: off, as in runs before 2026-12-06)")
     parser.add_argument("--out", default="benchmarks/results/dce.md")
     args = parser.parse_args()
     if args.quick:
@@ -129,7 +144,8 @@ def main():
                 print(f"\n== seed {seed}: {name}")
                 results.setdefault(name, []).append(dce_row(
                     initial, build, train, test, fraction, policy, seed, args.epochs,
-                    args.finetune_epochs, args.warmup_steps, verbose))
+                    args.finetune_epochs, args.warmup_steps, verbose,
+                    recalibration_steps=args.recalibration_steps))
     table = {name: summarise(rows) for name, rows in results.items()}
     base = table["baseline"]
 
@@ -145,15 +161,20 @@ def main():
         f"momentum 0.9, lr 0.05 cosine per phase; {args.seeds} seed(s); baseline "
         f"{args.epochs + args.finetune_epochs} epochs; DCE {args.epochs} epochs with p active "
         f"(τ = {args.warmup_steps} random warm-up steps, exploration 1, compact execution), "
-        f"keep the p most salient channels per layer (rounded to 8), fine-tune "
-        f"{args.finetune_epochs} epoch(s)",
+        f"keep the p most salient channels per layer (rounded to 8), "
+        + (f"re-estimate BN statistics on {args.recalibration_steps} training batches "
+           f"(keras_slim.core.batch_norm_statistics), " if args.recalibration_steps else "")
+        + f"fine-tune {args.finetune_epochs} epoch(s)",
         "",
-        "| row | test acc % (mean ± std) | after rebuild, before FT % | Δ vs baseline pt | "
-        "params | MACs | wall time / baseline |",
+        "| row | test acc % (mean ± std) | after rebuild, before FT % "
+        + ("(BN re-estimated / as trained) " if args.recalibration_steps else "")
+        + "| Δ vs baseline pt | params | MACs | wall time / baseline |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, row in table.items():
         rebuild_acc = pm(row["after_rebuild"]) if "after_rebuild" in row else "–"
+        if "after_rebuild_raw" in row:
+            rebuild_acc += f" / {pm(row['after_rebuild_raw'])}"
         lines.append(
             f"| {name} | {pm(row['accuracy'])} | {rebuild_acc} | "
             f"{100 * (row['accuracy'][0] - base['accuracy'][0]):+.2f} | "

@@ -7,7 +7,9 @@ masking only (compact=False) at p = 0.5, for reference. Every model trains on th
 batches with its CUCBCallback, interleaved A/B/C/... per round so machine noise hits all;
 the figure is the ratio of the fastest round's per-step times: on this VM a round is
 either undisturbed or throttled as a whole (bimodal: ~140 vs ~257 ms for the plain
-model), so the median of a few rounds is a coin toss, the minimum is not.
+model), so the median of a few rounds is a coin toss, the minimum is not. The CPU
+columns give the process CPU time per step (all threads) of its least round: a host
+that deschedules the VM does not add to it, so it is the steadier figure there.
 
     python -m benchmarks.dce_step_time [--model vgg_small] [--steps 30] [--rounds 7]
     python -m benchmarks.dce_step_time --write benchmarks/results/dce_step_time.md
@@ -54,21 +56,24 @@ def main():
     runs["gated p=0.5 (masking)"] = (gate_model(plain, 0.5, compact=False),
                                      [CUCBCallback(warmup_steps=10)])
     x, y = random_batches(args.batch_size, args.steps, shape)
-    times = step_times(runs, x, y, args.batch_size, args.rounds)
-    base = min(times["plain"])
+    cpu = {}
+    times = step_times(runs, x, y, args.batch_size, args.rounds, cpu_times=cpu)
+    base, cpu_base = min(times["plain"]), min(cpu["plain"])
     lines = [f"### DCE step time, {FLAVOUR}, {args.model} {'x'.join(map(str, shape))}, "
              f"batch {args.batch_size}, {args.rounds} interleaved rounds of {args.steps} "
              "steps", "", f"{time.strftime('%Y-%m-%d')}, {machine()}, "
              f"TF {tf.__version__}; `{command()}`", "",
-             "| model | ms/step (fastest round) | / plain | goal | all rounds, ms/step |",
-             "|---|---|---|---|---|"]
+             "| model | ms/step (fastest round) | / plain | goal | all rounds, ms/step | "
+             "CPU ms/step (least round) | CPU / plain |",
+             "|---|---|---|---|---|---|---|"]
     for name, values in times.items():
         ms, ratio = 1000 * min(values), min(values) / base
         goal = goals.get(name)
         verdict = "" if goal is None else \
             f"<= {goal:.2f}: {'met' if ratio <= goal else 'NOT met'}"
         rounds = ", ".join(f"{1000 * v:.0f}" for v in values)
-        lines.append(f"| {name} | {ms:.1f} | {ratio:.3f} | {verdict} | {rounds} |")
+        lines.append(f"| {name} | {ms:.1f} | {ratio:.3f} | {verdict} | {rounds} | "
+                     f"{1000 * min(cpu[name]):.1f} | {min(cpu[name]) / cpu_base:.3f} |")
     table = "\n".join(lines)
     print(table)
     if args.write:
