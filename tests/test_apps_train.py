@@ -2,6 +2,7 @@
 as users run them (`python -m keras_slim.apps.X --flags`) on a few steps of real Fashion-MNIST."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -109,6 +110,7 @@ def test_prune_by_dce_saliency_then_finetune_then_benchmark(dce_run, tmp_path):
     assert tuned.returncode == 0, tuned.stderr[-2000:]
     assert (tuned_dir / "finetuned.keras").is_file()
     assert "test accuracy: before" in tuned.stdout and "after" in tuned.stdout
+    assert re.search(r"statistics re-estimated on \d+ training batches", tuned.stdout)
     done = _state(tuned_dir)["phases"]["finetune"]["outputs"]
     assert 0.0 <= done["accuracy_before"] <= 1.0 and 0.0 <= done["accuracy_after"] <= 1.0
 
