@@ -89,8 +89,8 @@ def recalibrate_batch_norm(model, data, steps=20, batch_size=32, seed=0):
     saved = [(v, np.array(v)) for v in model.non_trainable_variables]
     estimated = {id(v) for layer in layers
                  for v in (layer.moving_mean, layer.moving_variance)}
-    seen = 0
-    used = 0
+    seen = used = 0
+    finished = False
     try:
         for x in _input_batches(data, steps, batch_size, seed):
             size = int(tf.shape(tf.nest.flatten(x)[0])[0])
@@ -103,13 +103,11 @@ def recalibrate_batch_norm(model, data, steps=20, batch_size=32, seed=0):
             used += 1
         if not used:
             raise ValueError("recalibrate_batch_norm: data gave no batch.")
-    except BaseException:
-        estimated = set()
-        raise
+        finished = True
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
         for variable, value in saved:
-            if id(variable) not in estimated:
+            if not finished or id(variable) not in estimated:
                 variable.assign(value)
     return used
