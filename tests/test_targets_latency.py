@@ -187,10 +187,10 @@ def test_table_build_save_load_and_prediction(tmp_path):
     assert again.entries == loaded.entries
 
 
-def test_the_fit_reproduces_the_model_and_its_half_and_quarter_width_copies(monkeypatch):
+def test_the_fit_reproduces_the_model_and_its_pruned_copies(monkeypatch):
     """A fake runtime where a model costs 0.3 ms + 2e-6 ms per MAC, and whole models also
     1e-6 ms per output value of their layers (the element-wise ops a probe lacks): the
-    fitted table must predict the unpruned model and both copies exactly."""
+    fitted table must predict the unpruned model and every copy exactly."""
     from keras_slim.latency import probe
     from keras_slim.latency.table import output_values
     timed = []  # (model, ms) in call order: the probes, then the model and its copies
@@ -208,10 +208,13 @@ def test_the_fit_reproduces_the_model_and_its_half_and_quarter_width_copies(monk
     model = _tiny()
     graph = ChannelGraph(model)
     table = build_table(graph, fractions=(0.5, 1.0), verbose=0, rounds=2)
-    (full, full_ms), (half, half_ms), (quarter, quarter_ms) = timed[-3:]
-    assert full is model and quarter_ms < half_ms < full_ms
-    assert table.output_ms > 0
-    for copy, ms in ((full, full_ms), (half, half_ms), (quarter, quarter_ms)):
+    fitted = [(m, ms) for m, ms in timed if len(m.layers) > 2][-3:]  # rounds=2: last round
+    (full, full_ms), *copies = fitted
+    assert full is model and len(copies) == 2  # half and a quarter of the width
+    assert all(ms < full_ms for _, ms in copies)
+    assert table.overhead_ms == pytest.approx(0.3) and table.scale == pytest.approx(1.0)
+    assert table.output_ms == pytest.approx(1.0)
+    for copy, ms in fitted:
         assert table.predict_model(ChannelGraph(copy)) == pytest.approx(ms, rel=1e-6)
     loaded = LatencyTable(table.runtime, table.processor, table.entries, table.overhead_ms,
                           scale=table.scale, output_ms=table.output_ms)
@@ -337,17 +340,27 @@ def test_latency_plan_of_a_zero_pad_resnet_prices_its_rounded_layers():
             assert got <= fraction * full + 1e-9, (criterion, fraction)
 
 
-def test_the_fit_falls_back_to_one_term_when_three_points_are_implausible():
+def test_the_fit_keeps_overhead_and_output_cost_non_negative():
     from keras_slim.latency.probe import _fit
-    entries, values = np.array([8.0, 4.0, 2.0]), np.array([1.0, 0.6, 0.3])
+    entries, values = np.array([8.0, 4.0, 2.0, 1.0]), np.array([1.0, 0.6, 0.3, 0.2])
     exact = 1.0 + 1.0 * entries + 0.5 * values
-    assert _fit(exact, entries, values) == pytest.approx((1.0, 0.5))
-    # a negative output cost: the first two points' slope on the entries
-    assert _fit(1.0 + entries - 2.0 * values, entries, values) == pytest.approx((0.8, 0.0))
-    # every probe as fast as an empty one: the outputs carry the slope
+    assert _fit(exact, entries, values) == pytest.approx((1.0, 1.0, 0.5))
+    # noisy timings whose exact fit has a negative overhead (a pruned model would then
+    # predict far too fast): the plausible fit is the scale alone, by weighted least squares
+    timed = np.array([8.8, 4.5, 2.1, 1.02])
+    design = np.stack([np.ones(4), entries, values], axis=1)
+    assert np.linalg.lstsq(design, timed, rcond=None)[0][0] < 0
+    weighted = entries / timed
+    scale = float(weighted @ np.ones(4) / (weighted @ weighted))
+    assert _fit(timed, entries, values) == pytest.approx((0.0, scale, 0.0))
+    # every probe as fast as an empty one: the outputs carry the slope, entries as timed
     assert _fit(np.array([3.0, 2.0, 1.5]), np.zeros(3), np.array([1.0, 0.5, 0.25])) \
-        == pytest.approx((1.0, 2.0))
-    assert _fit(np.array([3.0]), np.array([8.0]), np.array([1.0])) == (1.0, 0.0)
+        == pytest.approx((1.0, 1.0, 2.0))
+    # one model: its own latency
+    assert _fit(np.array([3.0]), np.array([2.5]), np.array([1.0])) == pytest.approx(
+        (0.5, 1.0, 0.0))
+    assert _fit(np.array([2.0]), np.array([2.5]), np.array([1.0])) == pytest.approx(
+        (0.0, 0.8, 0.0))
 
 
 def test_measured_feedback_times_a_plan_in_rounds_and_keeps_the_fastest(monkeypatch):

@@ -90,45 +90,61 @@ def _terms(table, graph):
             sum(output_values(op, op.out_channels(0)) for op in ops) / 1e6)
 
 
+# Which of (overhead, scale, output_ms) a candidate fit leaves free; pinned ones keep
+# 0, 1, 0 (no overhead, entries as timed, no output cost).
+_FREE = [(1, 1, 1), (0, 1, 1), (1, 1, 0), (0, 1, 0), (1, 0, 1), (0, 0, 1), (1, 0, 0)]
+
+
 def _fit(timed, entries, values):
-    """(scale, output_ms): least squares on 3 points if both come out plausible (scale in
-    [0.05, 20], output_ms >= 0), else the slope of the first two on one term."""
-    if len(timed) == 3:
-        design = np.stack([np.ones(3), entries, values], axis=1)
-        _, scale, output_ms = np.linalg.lstsq(design, timed, rcond=None)[0]
-        if 0.05 <= scale <= 20.0 and output_ms >= 0:
-            return float(scale), float(output_ms)
-    if len(timed) < 2:
-        return 1.0, 0.0
-    if entries[0] - entries[1] > 0.05 * entries[0]:
-        scale = (timed[0] - timed[1]) / (entries[0] - entries[1])
-        return min(max(float(scale), 0.05), 20.0), 0.0
-    # entries too small to move (every probe as fast as an empty one): outputs carry it
-    return 1.0, max(0.0, float((timed[0] - timed[1]) / (values[0] - values[1])))
+    """(overhead_ms, scale, output_ms) minimising the squared relative error over the
+    timed models, among the fits that are physically plausible: overhead >= 0, output
+    cost >= 0, scale in [0.05, 20]. An exact fit through a few noisy timings can put a
+    negative overhead on the model (a pruned model then predicts far too fast)."""
+    timed, entries, values = (np.asarray(a, float) for a in (timed, entries, values))
+    if len(timed) == 1:  # one model: its own latency, the entries as timed
+        if timed[0] >= entries[0]:
+            return float(timed[0] - entries[0]), 1.0, 0.0
+        return 0.0, float(np.clip(timed[0] / entries[0], 0.05, 20.0)), 0.0
+    weight = 1.0 / timed
+    columns = np.stack([np.ones_like(timed), entries, values], axis=1)
+    pinned = np.array([0.0, 1.0, 0.0])
+    best_error, best = np.inf, None
+    for free in _FREE:
+        free = np.array(free, bool)
+        params = pinned.copy()
+        rest = timed - columns[:, ~free] @ pinned[~free]
+        params[free] = np.linalg.lstsq(columns[:, free] * weight[:, None], rest * weight,
+                                       rcond=None)[0]
+        overhead, scale, output_ms = params
+        if overhead < 0 or output_ms < 0 or not 0.05 <= scale <= 20.0:
+            continue
+        error = float(np.sum(((columns @ params - timed) * weight) ** 2))
+        if error < best_error - 1e-12:
+            best_error, best = error, params
+    return tuple(float(p) for p in best)
 
 
 def _fit_scale_and_overhead(table, graph, measure, rounds):
-    """Fit overhead, scale and output_ms on the model and random copies at half and a
-    quarter of its width (see _fit); one point fits the overhead alone."""
+    """Fit overhead, scale and output_ms (see _fit) on the model and random copies at half
+    and a quarter of its width; a copy whose terms hardly differ from a model already in
+    the fit is left out (its slope would be noise)."""
     from keras_slim.core.plan import random_plan
     from keras_slim.core.rebuild import rebuild
     models, terms = [graph.model], [_terms(table, graph)]
     for removed in (0.5, 0.75):
         try:
             copy = rebuild(graph.model, random_plan(graph, removed, seed=0), graph=graph)
-        except ValueError:  # nothing prunable: one point, overhead only
+        except ValueError:  # nothing prunable: one point
             break
         copy_terms = _terms(table, ChannelGraph(copy))
-        if any(last - new > 0.05 * first for last, new, first
-               in zip(terms[-1], copy_terms, terms[0])):  # else the slope is noise
+        if all(any(abs(a - b) > 0.05 * first for a, b, first
+                   in zip(known, copy_terms, terms[0])) for known in terms):
             models.append(copy)
             terms.append(copy_terms)
     timed = np.array(_interleaved_ms([timing_tflite(m, measure["dtype"]) for m in models],
                                      measure, rounds))
     entries, values = np.array(terms).T
-    table.scale, table.output_ms = _fit(timed, entries, values)
-    table.overhead_ms = float(timed[0] - table.scale * entries[0]
-                              - table.output_ms * values[0])
+    table.overhead_ms, table.scale, table.output_ms = _fit(timed, entries, values)
 
 
 def build_table(model_or_graph, cache=None, dtype="int8", threads=1, xnnpack=True,

@@ -30,7 +30,8 @@ fast (an AMX Xeon at 32², int8) per-op costs inside the model dominate, and the
 element-wise ops that follow a layer (activations, residual adds, SE products, a
 MobileNetV3's hard-swish) cost in proportion to its output, not its MACs. keras_slim's
 probes therefore fit on whole-model measurements (the unpruned model and random copies
-at half and a quarter of the width):
+at half and a quarter of the width; least squares on relative error, with overhead_ms
+and output_ms >= 0):
 model ms = overhead_ms + Σ (scale × entry + output_ms × output values / 1e6).
 """
 import json
