@@ -12,6 +12,7 @@ from keras_slim.compat import ensure_model, keras
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.rebuild import rebuild
 from keras_slim.training import distillation
+from keras_slim.training.anneal import CosineAnnealing
 from keras_slim.training.distillation import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 
 
@@ -77,9 +78,11 @@ def prune(model, ratio, scope="global", compensate=True, graph=None, calibration
 
 def finetune(model, train_data, epochs, compile_fn=default_compile, validation_data=None,
              callbacks=(), verbose=1, teacher=None, temperature=DEFAULT_TEMPERATURE,
-             alpha=DEFAULT_ALPHA):
+             alpha=DEFAULT_ALPHA, anneal=True):
     """Fine-tune without the sparsity term (λ = 0 on any SlimBN left); with a `teacher`
-    (frozen, logits out), by distillation (keras_slim.training.distillation)."""
+    (frozen, logits out), by distillation (keras_slim.training.distillation). anneal:
+    a constant learning rate is cosine-annealed to 0 over the fit (CosineAnnealing; a
+    compile_fn with a schedule keeps its own)."""
     if slimming.slim_layers(model):
         slimming.set_l1(model, 0.0)
     compile_fn(model)
@@ -89,8 +92,9 @@ def finetune(model, train_data, epochs, compile_fn=default_compile, validation_d
     if teacher is not None:
         trainer = distillation.distiller(model, teacher, temperature, alpha)
         compile_fn(trainer)
+    callbacks = list(callbacks) + ([CosineAnnealing()] if anneal else [])
     history = trainer.fit(train_data, epochs=epochs, validation_data=validation_data,
-                          callbacks=list(callbacks), verbose=verbose)
+                          callbacks=callbacks, verbose=verbose)
     return model, history.history
 
 
