@@ -66,15 +66,18 @@ def _timer(content, threads, xnnpack, runs):
     return time_runs
 
 
-def interleaved_ms(contents, configs, runs, rounds):
+def interleaved_ms(contents, configs, runs, rounds, min_seconds=0.0):
     """{(key, config): ms}: every file at every config timed once per round, in turn, so
-    load from other jobs hits all alike; the fastest round's median counts."""
+    load from other jobs hits all alike; the fastest round's median counts. Rounds go on
+    until min_seconds have passed (this VM throttles for seconds at a time)."""
     timers = {(key, c): _timer(content, *c, runs) for key, content in contents.items()
               for c in configs}
     best = {k: float("inf") for k in timers}
-    for _ in range(rounds):
+    start, done = time.perf_counter(), 0
+    while done < rounds or time.perf_counter() - start < min_seconds:
         for k, time_runs in timers.items():
             best[k] = min(best[k], time_runs())
+        done += 1
     return best
 
 
@@ -90,7 +93,8 @@ def _kept_importance(graph, plan):
 
 def _table(graph, args):
     return build_table(graph, cache=args.table_cache, fractions=(0.25, 0.5, 1.0),
-                       runs=args.table_runs, rounds=args.rounds, verbose=0)
+                       runs=args.table_runs, rounds=args.rounds,
+                       min_seconds=args.min_seconds, verbose=0)
 
 
 def scale_rows(name, args, lines):
@@ -113,7 +117,7 @@ def scale_rows(name, args, lines):
         for dtype in ("int8", "float32"):
             contents[label, dtype] = timing_tflite(pruned, dtype)
     common.log(f"{name}: timing {len(contents) * len(CONFIGS)} interpreters")
-    ms = interleaved_ms(contents, CONFIGS, args.runs, args.rounds)
+    ms = interleaved_ms(contents, CONFIGS, args.runs, args.rounds, args.min_seconds)
     base = rows["original"]
     one = (1, True)
     for label, _ in plans:
@@ -145,7 +149,7 @@ def target_rows(name, args, lines):
     macs_plan = criterion_plan(graph, "l1_norm", target={"macs": 0.5})
     first = interleaved_ms({"original": timing_tflite(model, "int8"),
                             "macs": timing_tflite(rebuild(model, macs_plan, graph=graph), "int8")},
-                           one, args.runs, args.rounds)
+                           one, args.runs, args.rounds, args.min_seconds)
     original, macs_ms = first["original", one[0]], first["macs", one[0]]
     rows = [("50% MACs", macs_plan, None, None)]
     for label, goal in (("MACs plan's measured ms", macs_ms), ("0.5 × original", 0.5 * original)):
@@ -157,13 +161,14 @@ def target_rows(name, args, lines):
             # as many rounds as the rows below, so both see the CPU's fastest state
             plan, why = plan_for_measured_latency(model, "l1_norm", goal, table, graph=graph,
                                                   runs=args.table_runs,
-                                                  rounds=args.rounds), None
+                                                  rounds=args.rounds,
+                                                  min_seconds=args.min_seconds), None
         except ValueError as e:
             plan, why = None, str(e)
         rows.append((f"{label}, measured feedback", plan, why, goal))
     contents = {i: timing_tflite(rebuild(model, plan, graph=graph), "int8")
                 for i, (_, plan, _, _) in enumerate(rows) if plan is not None}
-    ms = interleaved_ms(contents, one, args.runs, args.rounds)
+    ms = interleaved_ms(contents, one, args.runs, args.rounds, args.min_seconds)
     for i, (label, plan, why, goal) in enumerate(rows):
         if plan is None:
             lines.append(f"| {name} | {label} | {original:.3f} | – | – | unreachable: "
@@ -192,8 +197,8 @@ def write(scale, target, args, started, missing):
     text += common.run_header()
     text += [f"- machine: {common.machine()}", f"- {common.versions()}",
              f"- runtime {time.time() - started:.0f} s; timings: every file at every setting "
-             f"timed in turn, {args.rounds} rounds of {args.runs} batch-1 invocations, the "
-             "fastest round's median (the 2-core CPU may be shared with other jobs)",
+             f"timed in turn, {args.rounds} rounds (more until {args.min_seconds:g} s had "
+             f"passed) of {args.runs} batch-1 invocations, the fastest round's median (the 2-core CPU may be shared with other jobs)",
              f"- latency table: probes at 25/50/100% widths, median of {args.table_runs} "
              "invocations each; overhead, scale and output cost fitted on the unpruned "
              "model and random half- and quarter-width copies (keras_slim.latency.table)", ""]
@@ -210,6 +215,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=10, help="invocations per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--min_seconds", type=float, default=0.0,
+                        help="every timed set gets rounds for at least this long")
     parser.add_argument("--out", default=OUT, help="results file (rewritten per model)")
     parser.add_argument("--table_runs", type=int, default=20)
     parser.add_argument("--budget_min", type=float, default=30.0)

@@ -82,6 +82,18 @@ def last_learning_rate(optimizer):
     return tf.cast(tf.convert_to_tensor(lr), tf.float32)
 
 
+def set_learning_rate_schedule(optimizer, schedule):
+    """Give a compiled, not yet trained optimizer a schedule in place of its constant rate.
+    tf_keras builds the variable a schedule needs only in its constructor (the setter
+    leaves it to the first traced step), so it is built here as the constructor does,
+    under the optimizer's strategy."""
+    if LEGACY_KERAS and hasattr(optimizer, "_build_learning_rate"):
+        with optimizer._distribution_strategy.scope():
+            optimizer._learning_rate = optimizer._build_learning_rate(schedule)
+    else:
+        optimizer.learning_rate = schedule
+
+
 # --- Functional-graph config: the serialized form differs between flavours. ---
 
 class GraphError(ValueError):

@@ -356,6 +356,12 @@ def test_the_fit_keeps_overhead_and_output_cost_non_negative():
     # every probe as fast as an empty one: the outputs carry the slope, entries as timed
     assert _fit(np.array([3.0, 2.0, 1.5]), np.zeros(3), np.array([1.0, 0.5, 0.25])) \
         == pytest.approx((1.0, 1.0, 2.0))
+    # entries far above the model (no plausible exact fit): the scale's lower bound
+    assert _fit(np.array([1.0, 0.6, 0.4]), np.array([100.0, 50.0, 25.0]),
+                np.array([1.0, 0.5, 0.25])) == pytest.approx((0.0, 0.05, 0.0))
+    # two models fit at most two terms: no arbitrary point on a line of exact fits
+    assert _fit(np.array([3.0, 2.0]), np.array([2.0, 1.0]), np.array([1.0, 0.5])) \
+        == pytest.approx((1.0, 1.0, 0.0))
     # one model: its own latency
     assert _fit(np.array([3.0]), np.array([2.5]), np.array([1.0])) == pytest.approx(
         (0.5, 1.0, 0.0))
@@ -371,6 +377,25 @@ def test_measured_feedback_times_a_plan_in_rounds_and_keeps_the_fastest(monkeypa
     monkeypatch.setattr(probe, "_time_ms", lambda *settings: next(rounds))
     table = LatencyTable({"litert": "test", "delegate": "xnnpack", "threads": 1,
                           "dtype": "int8"}, {"model": "synthetic", "isa": []})
-    assert landing._table_runtime_ms(table, runs=3, rounds=3)(_tiny()) == 5.0
+    assert landing._table_runtime_ms(table, runs=3, rounds=3, min_seconds=0)(_tiny()) == 5.0
     with pytest.raises(ValueError, match="rounds=0"):
         landing.plan_for_measured_latency(_tiny(), "l1_norm", 1.0, table, rounds=0)
+
+
+def test_timing_goes_on_for_min_seconds_past_a_throttled_spell(monkeypatch):
+    # a host that throttles for a spell: every round inside it is slow, so the fastest
+    # of `rounds` quick rounds is still slow; min_seconds spreads them past the spell
+    from keras_slim.latency import probe
+    clock = {"now": 0.0}
+
+    def fake_ms(*settings):
+        clock["now"] += 0.1
+        return 9.0 if clock["now"] < 1.0 else 5.0
+
+    monkeypatch.setattr(probe.time, "perf_counter", lambda: clock["now"])
+    monkeypatch.setattr(probe, "timing_tflite", lambda model, dtype: model)
+    monkeypatch.setattr(probe, "_time_ms", fake_ms)
+    assert probe.measure_model_ms(_tiny(), rounds=3) == 9.0
+    clock["now"] = 0.0
+    assert probe.measure_model_ms(_tiny(), rounds=3, min_seconds=2.0) == 5.0
+    assert 2.0 <= clock["now"] < 2.25  # rounds of 0.1 s until 2 s had passed

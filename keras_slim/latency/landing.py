@@ -17,9 +17,10 @@ from keras_slim.core.rebuild import rebuild
 __all__ = ["plan_for_measured_latency"]
 
 
-def _table_runtime_ms(table, runs, rounds):
-    """Time a model in LiteRT at the table's runtime, the fastest of `rounds` rounds (one
-    round on a shared or drifting CPU can be 20% slow, and the loop would chase it)."""
+def _table_runtime_ms(table, runs, rounds, min_seconds):
+    """Time a model in LiteRT at the table's runtime, the fastest of `rounds` rounds and
+    `min_seconds` (one round on a shared or drifting CPU can be 20% slow, and the loop
+    would chase it)."""
     from keras_slim.latency.probe import measure_model_ms
     runtime = table.runtime
 
@@ -27,13 +28,13 @@ def _table_runtime_ms(table, runs, rounds):
         return measure_model_ms(model, dtype=runtime.get("dtype", "int8"),
                                 threads=int(runtime.get("threads", 1)),
                                 xnnpack=runtime.get("delegate", "xnnpack") == "xnnpack",
-                                runs=runs, rounds=rounds)
+                                runs=runs, rounds=rounds, min_seconds=min_seconds)
     return measure
 
 
 def plan_for_measured_latency(model, criterion, latency_ms, latency_table, tolerance=0.05,
-                              steps=4, measure=None, runs=30, rounds=3, graph=None,
-                              **plan_kwargs):
+                              steps=4, measure=None, runs=30, rounds=3, min_seconds=0.0,
+                              graph=None, **plan_kwargs):
     """The plan whose rebuilt model measures closest to `latency_ms` (see the module
     docstring). `measure(model) -> ms` replaces the LiteRT timing (e.g. a phone).
     Raises ValueError (from the planner) if even the first goal cannot be reached."""
@@ -49,7 +50,7 @@ def plan_for_measured_latency(model, criterion, latency_ms, latency_table, toler
         from keras_slim.latency.table import LatencyTable
         latency_table = LatencyTable.load(latency_table)
     graph = graph or ChannelGraph(model)
-    measure = measure or _table_runtime_ms(latency_table, runs, rounds)
+    measure = measure or _table_runtime_ms(latency_table, runs, rounds, min_seconds)
     goal, history, best = float(latency_ms), [], None
     for step in range(int(steps)):
         try:

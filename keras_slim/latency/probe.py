@@ -8,6 +8,8 @@ an empty probe (the interpreter's per-invoke cost). The whole model is then time
 copies of it at half and a quarter of the width (random plans), and the table's overhead,
 scale and output cost fitted to them (see table.py).
 """
+import time
+
 import numpy as np
 
 from keras_slim.compat import keras
@@ -53,33 +55,42 @@ def _time_ms(content, threads, xnnpack, runs, warmup, statistic):
     return result["latency_ms"][threads][statistic]
 
 
-def _check_statistic(statistic):
+def _check_timing(statistic, rounds):
     if statistic not in ("median", "min"):
         raise ValueError(f"statistic must be 'median' or 'min'. Received: "
                          f"statistic={statistic!r}")
+    if int(rounds) != rounds or rounds < 1:
+        raise ValueError(f"rounds must be an int >= 1. Received: rounds={rounds!r}")
 
 
 def measure_model_ms(model, dtype="int8", threads=1, xnnpack=True, runs=50, warmup=5,
-                     statistic="median", rounds=1):
+                     statistic="median", rounds=1, min_seconds=0.0):
     """LiteRT latency (ms; `statistic` "median" or "min" of the runs) of a Keras model
     converted at `dtype`; with rounds > 1 the fastest of that many rounds, each on a fresh
-    interpreter. "min" and rounds resist a CPU shared with other jobs or drifting."""
-    _check_statistic(statistic)
+    interpreter, and more rounds until `min_seconds` have passed. "min", rounds and
+    min_seconds resist a CPU shared with other jobs, drifting or throttled in spells."""
+    _check_timing(statistic, rounds)
     content = timing_tflite(model, dtype)
-    return min(_time_ms(content, threads, xnnpack, runs, warmup, statistic)
-               for _ in range(int(rounds)))
+    measure = dict(threads=threads, xnnpack=xnnpack, runs=runs, statistic=statistic,
+                   warmup=warmup, min_seconds=min_seconds)
+    return _interleaved_ms([content], measure, int(rounds))[0]
 
 
 def _interleaved_ms(contents, measure, rounds, bar=None):
     """Each file timed once per round, in turn; the fastest round counts (load from other
-    jobs then hits every probe alike instead of whole entries)."""
+    jobs then hits every probe alike instead of whole entries). Rounds go on until
+    measure["min_seconds"] have passed: a host that throttles for seconds at a time
+    would otherwise slow every round of a short set."""
     best = [float("inf")] * len(contents)
-    for _ in range(rounds):
+    start, done = time.perf_counter(), 0
+    while done < rounds or time.perf_counter() - start < measure.get("min_seconds", 0.0):
         for i, content in enumerate(contents):
             best[i] = min(best[i], _time_ms(content, measure["threads"], measure["xnnpack"],
-                                            measure["runs"], 5, measure["statistic"]))
-            if bar is not None:
+                                            measure["runs"], measure.get("warmup", 5),
+                                            measure["statistic"]))
+            if bar is not None and done < rounds:
                 bar.add(1)
+        done += 1
     return best
 
 
@@ -90,36 +101,42 @@ def _terms(table, graph):
             sum(output_values(op, op.out_channels(0)) for op in ops) / 1e6)
 
 
-# Which of (overhead, scale, output_ms) a candidate fit leaves free; pinned ones keep
-# 0, 1, 0 (no overhead, entries as timed, no output cost).
-_FREE = [(1, 1, 1), (0, 1, 1), (1, 1, 0), (0, 1, 0), (1, 0, 1), (0, 0, 1), (1, 0, 0)]
+# Candidate fits: which of (overhead, scale, output_ms) are free, and the scale when it is
+# pinned (1: entries as timed, or a bound); a pinned overhead or output cost is 0.
+_CANDIDATES = [(free, 1.0) for free in
+               [(1, 1, 1), (1, 1, 0), (0, 1, 1), (0, 1, 0), (1, 0, 1), (0, 0, 1), (1, 0, 0)]]
+_CANDIDATES += [(free, bound) for bound in (0.05, 20.0)
+                for free in [(1, 0, 1), (0, 0, 1), (1, 0, 0), (0, 0, 0)]]
 
 
 def _fit(timed, entries, values):
     """(overhead_ms, scale, output_ms) minimising the squared relative error over the
     timed models, among the fits that are physically plausible: overhead >= 0, output
-    cost >= 0, scale in [0.05, 20]. An exact fit through a few noisy timings can put a
-    negative overhead on the model (a pruned model then predicts far too fast)."""
+    cost >= 0, scale in [0.05, 20], and no more free terms than timed models. An exact fit
+    through a few noisy timings can put a negative overhead on the model (a pruned model
+    then predicts far too fast)."""
     timed, entries, values = (np.asarray(a, float) for a in (timed, entries, values))
     if len(timed) == 1:  # one model: its own latency, the entries as timed
         if timed[0] >= entries[0]:
             return float(timed[0] - entries[0]), 1.0, 0.0
         return 0.0, float(np.clip(timed[0] / entries[0], 0.05, 20.0)), 0.0
-    weight = 1.0 / timed
+    weight = 1.0 / np.maximum(timed, 1e-9)
     columns = np.stack([np.ones_like(timed), entries, values], axis=1)
-    pinned = np.array([0.0, 1.0, 0.0])
     best_error, best = np.inf, None
-    for free in _FREE:
+    for free, scale in _CANDIDATES:
         free = np.array(free, bool)
-        params = pinned.copy()
-        rest = timed - columns[:, ~free] @ pinned[~free]
-        params[free] = np.linalg.lstsq(columns[:, free] * weight[:, None], rest * weight,
-                                       rcond=None)[0]
+        if free.sum() > len(timed):
+            continue
+        params = np.array([0.0, scale, 0.0])
+        if free.any():
+            rest = timed - columns[:, ~free] @ params[~free]
+            params[free] = np.linalg.lstsq(columns[:, free] * weight[:, None],
+                                           rest * weight, rcond=None)[0]
         overhead, scale, output_ms = params
         if overhead < 0 or output_ms < 0 or not 0.05 <= scale <= 20.0:
             continue
         error = float(np.sum(((columns @ params - timed) * weight) ** 2))
-        if error < best_error - 1e-12:
+        if error < best_error - 1e-12:  # ties: the earlier, simpler-to-trust candidate
             best_error, best = error, params
     return tuple(float(p) for p in best)
 
@@ -149,14 +166,13 @@ def _fit_scale_and_overhead(table, graph, measure, rounds):
 
 def build_table(model_or_graph, cache=None, dtype="int8", threads=1, xnnpack=True,
                 fractions=(0.25, 0.5, 0.75, 1.0), round_to=8, runs=30, fit_overhead=True,
-                statistic="median", rounds=1, verbose=1):
+                statistic="median", rounds=1, min_seconds=0.0, verbose=1):
     """A LatencyTable for a model's timed layers, measured here (see the module
     docstring). With `cache` (a JSON path), entries already measured for the same
     runtime and processor are reused and new ones written back. rounds > 1 times every
-    probe once per round, in turn, and keeps its fastest round (a shared CPU)."""
-    _check_statistic(statistic)
-    if int(rounds) != rounds or rounds < 1:
-        raise ValueError(f"rounds must be an int >= 1. Received: rounds={rounds!r}")
+    probe once per round, in turn, and keeps its fastest round (a shared CPU); each set
+    of files (the probes, the models the fit uses) gets at least `min_seconds` of rounds."""
+    _check_timing(statistic, rounds)
     if dtype not in ("int8", "float32"):
         raise ValueError(f"dtype must be 'int8' or 'float32'. Received: dtype={dtype!r}")
     graph = as_graph(model_or_graph)
@@ -179,7 +195,7 @@ def build_table(model_or_graph, cache=None, dtype="int8", threads=1, xnnpack=Tru
         couts = None if tied else grid_widths(sig["cout"], fractions, round_to)
         todo.append((op, sig, cins, couts))
     measure = dict(dtype=dtype, threads=threads, xnnpack=xnnpack, runs=runs,
-                   statistic=statistic)
+                   statistic=statistic, min_seconds=min_seconds)
     total = sum(len(c) * (len(o) if o else 1) for _, _, c, o in todo)
     if total:
         bar = keras.utils.Progbar(total * (rounds + 1), verbose=verbose, unit_name="probe")

@@ -12,7 +12,7 @@ from keras_slim.compat import ensure_model, keras
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.rebuild import rebuild
 from keras_slim.training import distillation
-from keras_slim.training.anneal import CosineAnnealing
+from keras_slim.training.anneal import cosine_anneal
 from keras_slim.training.distillation import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 
 
@@ -81,8 +81,8 @@ def finetune(model, train_data, epochs, compile_fn=default_compile, validation_d
              alpha=DEFAULT_ALPHA, anneal=True):
     """Fine-tune without the sparsity term (λ = 0 on any SlimBN left); with a `teacher`
     (frozen, logits out), by distillation (keras_slim.training.distillation). anneal:
-    a constant learning rate is cosine-annealed to 0 over the fit (CosineAnnealing; a
-    compile_fn with a schedule keeps its own)."""
+    a constant learning rate decays to 0 over the fit (keras_slim.training.anneal; a
+    compile_fn with a schedule, or a learning-rate callback, keeps its own)."""
     if slimming.slim_layers(model):
         slimming.set_l1(model, 0.0)
     compile_fn(model)
@@ -92,9 +92,11 @@ def finetune(model, train_data, epochs, compile_fn=default_compile, validation_d
     if teacher is not None:
         trainer = distillation.distiller(model, teacher, temperature, alpha)
         compile_fn(trainer)
-    callbacks = list(callbacks) + ([CosineAnnealing()] if anneal else [])
+    annealed = anneal and cosine_anneal(trainer.optimizer, train_data, epochs, callbacks)
     history = trainer.fit(train_data, epochs=epochs, validation_data=validation_data,
-                          callbacks=callbacks, verbose=verbose)
+                          callbacks=list(callbacks), verbose=verbose)
+    if annealed and trainer is model:
+        compile_fn(model)  # its schedule has run out: train on at the compiled rate
     return model, history.history
 
 

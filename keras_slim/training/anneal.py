@@ -1,47 +1,43 @@
-"""Cosine-anneal a fit's constant learning rate to 0 over the fit's steps.
+"""Cosine-anneal a constant learning rate to 0 over a fit.
 
 A pruned model fine-tuned at a constant rate ends mid-descent: the last steps' noise stays
 in its weights. The baseline it is compared with was trained on a decaying schedule, so
-fine-tuning ends the same way. Optimizers compiled with a schedule are left alone, and so
-is a fit whose steps per epoch Keras does not know (a dataset of unknown length).
+fine-tuning ends the same way. The rate becomes Keras' CosineDecay, driven by the
+optimizer's step counter (so a resumed fit continues it). Left alone: an optimizer
+compiled with a schedule, data of unknown length, and a fit with its own learning-rate
+callback.
 """
-import math
+import numpy as np
+import tensorflow as tf
 
-from keras_slim.compat import keras
+from keras_slim.compat import keras, set_learning_rate_schedule
 
-__all__ = ["CosineAnnealing"]
+__all__ = ["cosine_anneal"]
 
-
-def _optimizer(model):
-    optimizer = model.optimizer
-    return getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer
+# Callbacks that set the rate themselves (and cannot set it over a schedule).
+_RATE_CALLBACKS = (keras.callbacks.LearningRateScheduler, keras.callbacks.ReduceLROnPlateau)
 
 
-class CosineAnnealing(keras.callbacks.Callback):
-    """Per step: lr = base · ½ (1 + cos(π · step / steps of the fit)); base restored at
-    the end of the fit."""
+def _batches(data):
+    """Batches per epoch of a tf.data dataset of known, finite length, else None."""
+    if isinstance(data, tf.data.Dataset):
+        count = int(data.cardinality())
+        return count if count > 0 else None
+    return None
 
-    def on_train_begin(self, logs=None):
-        self._total = None
-        optimizer = _optimizer(self.model)
-        rate = getattr(optimizer, "_learning_rate", None)
-        steps, epochs = self.params.get("steps"), self.params.get("epochs")
-        if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule) \
-                or not steps or not epochs:
-            return
-        self._base = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-        self._total, self._steps = int(steps) * int(epochs), int(steps)
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self._total is None:
-            return
-        done = min(self._epoch * self._steps + batch, self._total)
-        _optimizer(self.model).learning_rate = \
-            0.5 * self._base * (1.0 + math.cos(math.pi * done / self._total))
-
-    def on_train_end(self, logs=None):
-        if self._total is not None:
-            _optimizer(self.model).learning_rate = self._base
+def cosine_anneal(optimizer, data, epochs, callbacks=()):
+    """Give a compiled, not yet trained `optimizer` a cosine decay from its constant
+    learning rate to 0 over `epochs` passes through `data`. Returns True if it did (the
+    optimizer then ends at rate 0: compile again to train on)."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer
+    rate = getattr(optimizer, "_learning_rate", None)
+    batches = _batches(data)
+    if rate is None or callable(rate) or not batches or not epochs \
+            or isinstance(rate, keras.optimizers.schedules.LearningRateSchedule) \
+            or any(isinstance(c, _RATE_CALLBACKS) for c in callbacks):
+        return False
+    base = float(np.asarray(rate))
+    set_learning_rate_schedule(optimizer, keras.optimizers.schedules.CosineDecay(
+        base, int(batches) * int(epochs)))
+    return True
