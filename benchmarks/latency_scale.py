@@ -33,7 +33,7 @@ from keras_slim.core.rebuild import rebuild
 from keras_slim.export import load_interpreter
 from keras_slim.export.benchmark import fill_random_inputs
 from keras_slim.latency import build_table, plan_for_measured_latency
-from keras_slim.latency.probe import timing_tflite
+from keras_slim.latency.probe import timing_rounds, timing_tflite
 from keras_slim.zoo import models
 
 OUT = os.path.join(common.RESULTS, "latency_scale.md")
@@ -73,11 +73,9 @@ def interleaved_ms(contents, configs, runs, rounds, min_seconds=0.0):
     timers = {(key, c): _timer(content, *c, runs) for key, content in contents.items()
               for c in configs}
     best = {k: float("inf") for k in timers}
-    start, done = time.perf_counter(), 0
-    while done < rounds or time.perf_counter() - start < min_seconds:
+    for _ in timing_rounds(rounds, min_seconds):
         for k, time_runs in timers.items():
             best[k] = min(best[k], time_runs())
-        done += 1
     return best
 
 

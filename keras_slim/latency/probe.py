@@ -19,7 +19,7 @@ from keras_slim.latency.device import processor_info, runtime_info
 from keras_slim.latency.signature import signature, signature_key, timed_ops
 from keras_slim.latency.table import LatencyTable, covers, output_values
 
-__all__ = ["build_table", "measure_model_ms", "grid_widths", "timing_tflite"]
+__all__ = ["build_table", "measure_model_ms", "grid_widths", "timing_tflite", "timing_rounds"]
 
 
 def grid_widths(full, fractions, round_to):
@@ -76,21 +76,27 @@ def measure_model_ms(model, dtype="int8", threads=1, xnnpack=True, runs=50, warm
     return _interleaved_ms([content], measure, int(rounds))[0]
 
 
+def timing_rounds(rounds, min_seconds=0.0):
+    """Round numbers 0, 1, ...: at least `rounds`, and more until `min_seconds` have
+    passed (a host that throttles for seconds at a time would otherwise slow every round
+    of a short set)."""
+    start, done = time.perf_counter(), 0
+    while done < rounds or time.perf_counter() - start < min_seconds:
+        yield done
+        done += 1
+
+
 def _interleaved_ms(contents, measure, rounds, bar=None):
     """Each file timed once per round, in turn; the fastest round counts (load from other
-    jobs then hits every probe alike instead of whole entries). Rounds go on until
-    measure["min_seconds"] have passed: a host that throttles for seconds at a time
-    would otherwise slow every round of a short set."""
+    jobs then hits every probe alike instead of whole entries); see timing_rounds."""
     best = [float("inf")] * len(contents)
-    start, done = time.perf_counter(), 0
-    while done < rounds or time.perf_counter() - start < measure.get("min_seconds", 0.0):
+    for done in timing_rounds(rounds, measure.get("min_seconds", 0.0)):
         for i, content in enumerate(contents):
             best[i] = min(best[i], _time_ms(content, measure["threads"], measure["xnnpack"],
                                             measure["runs"], measure.get("warmup", 5),
                                             measure["statistic"]))
             if bar is not None and done < rounds:
                 bar.add(1)
-        done += 1
     return best
 
 
