@@ -210,3 +210,24 @@ def test_with_the_fade_the_teacher_is_the_model_as_it_came(monkeypatch):
                      verbose=0)
     # the sparse model is already the pruned one: it would teach the student itself
     assert taught_by == [model]
+
+
+def test_a_distilled_fade_fades_the_students_gamma_and_learns_from_the_teacher():
+    from keras_slim.slimming.pipeline import sparsity_train
+    from keras_slim.training.distillation import frozen_copy
+
+    model = residual_toy()
+    _randomise_bn(model)
+    teacher = frozen_copy(model)
+    taught = [w.copy() for w in teacher.get_weights()]
+    data = tf.data.Dataset.from_tensor_slices((X, Y)).batch(8)
+    fade = S.GammaFade(_plan_fn(), interval=None, verbose=0)
+    slim, history = sparsity_train(model, data, 1, l1=0.0, callbacks=[fade],
+                                   teacher=teacher, verbose=0)
+    # the callbacks act on the student inside the distiller, not on the teacher
+    assert fade.faded_channels > 0
+    assert removed_gamma_max(slim, fade.plan, ChannelGraph(slim)) == 0.0
+    assert history["gamma_sparsity"][-1] > 0
+    assert history["distillation_loss"][-1] > 0
+    for before, after in zip(taught, teacher.get_weights()):
+        np.testing.assert_array_equal(before, after)

@@ -9,6 +9,7 @@ from keras_slim import compat
 from keras_slim.compat import keras
 from keras_slim.slimming.layer import _check_l1, slim_layers
 from keras_slim.slimming.scores import gamma_scores, sparsity_summary
+from keras_slim.training.distillation import student_of
 
 
 def set_l1(model, value):
@@ -34,7 +35,7 @@ class SparsityPenalty(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["sparsity_penalty"] = sparsity_penalty(self.model)
+            logs["sparsity_penalty"] = sparsity_penalty(student_of(self.model))
 
 
 class L1Schedule(SparsityPenalty):
@@ -59,7 +60,7 @@ class L1Schedule(SparsityPenalty):
         return _check_l1(value, f"schedule({epoch})")
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.current = set_l1(self.model, self._value(epoch))
+        self.current = set_l1(student_of(self.model), self._value(epoch))
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
@@ -81,9 +82,10 @@ class ProximalL1(keras.callbacks.Callback):
     """
 
     def on_train_begin(self, logs=None):
-        self._layers = [l for l in slim_layers(self.model).values() if l.proximal and l.scale]
+        model = student_of(self.model)
+        self._layers = [l for l in slim_layers(model).values() if l.proximal and l.scale]
         if not self._layers:
-            raise ValueError(f"ProximalL1: model {self.model.name!r} has no "
+            raise ValueError(f"ProximalL1: model {model.name!r} has no "
                              "SlimBatchNormalization with proximal=True; convert it with "
                              "slimmable(model, proximal=True).")
 
@@ -134,10 +136,10 @@ class GrowingL1(SparsityPenalty):
         self._batches = 0
 
     def on_train_begin(self, logs=None):
-        self.current = set_l1(self.model, self.current)
+        self.current = set_l1(student_of(self.model), self.current)
 
     def _share(self):
-        return sparsity_summary(self.model, self.threshold)["overall"]["share"]
+        return sparsity_summary(student_of(self.model), self.threshold)["overall"]["share"]
 
     def _step(self):
         self.share = self._share()
@@ -148,7 +150,7 @@ class GrowingL1(SparsityPenalty):
         grown = self.current * self.factor
         if self.max_l1 is not None:
             grown = min(grown, self.max_l1)
-        self.current = set_l1(self.model, grown)
+        self.current = set_l1(student_of(self.model), grown)
 
     def on_train_batch_end(self, batch, logs=None):
         self._batches += 1
@@ -189,10 +191,11 @@ class GammaLogger(keras.callbacks.Callback):
         tf.summary.histogram(tag, values, step=step)
 
     def on_epoch_end(self, epoch, logs=None):
-        summary = sparsity_summary(self.model, self.threshold)
+        model = student_of(self.model)
+        summary = sparsity_summary(model, self.threshold)
         share = summary["overall"]["share"]
         if self._writer is not None:
-            scores = gamma_scores(self.model)
+            scores = gamma_scores(model)
             with self._writer.as_default(step=epoch):
                 for path, values in scores.items():
                     self._histogram(f"gamma/{path}", values, epoch)

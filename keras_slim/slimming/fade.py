@@ -16,6 +16,7 @@ from keras_slim.compat import keras
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.walk import iter_layers
 from keras_slim.slimming.layer import is_bn
+from keras_slim.training.distillation import student_of
 
 DEFAULT_FADE_SHARE = 0.75  # of the training batches; the rest adapts to the pruned net
 
@@ -57,8 +58,9 @@ class GammaFade(keras.callbacks.Callback):
         self.plan, self.step = None, 0
 
     def on_train_begin(self, logs=None):
-        self._graph = ChannelGraph(self.model)
-        self._bn = {path: layer for path, layer in iter_layers(self.model)
+        model = student_of(self.model)  # a distiller's fit fades its student
+        self._graph = ChannelGraph(model)
+        self._bn = {path: layer for path, layer in iter_layers(model)
                     if is_bn(layer) and layer.scale}
         iterations = self._iterations()
         self._start = iterations if self.start_step is None else self.start_step

@@ -26,17 +26,23 @@ def default_compile(model, learning_rate=0.05):
 
 def sparsity_train(model, train_data, epochs, l1=1e-4, compile_fn=default_compile,
                    validation_data=None, callbacks=(), verbose=1, gamma_log_dir=None,
-                   proximal=False, normalize=False, grow_to=None):
+                   proximal=False, normalize=False, grow_to=None, teacher=None,
+                   temperature=DEFAULT_TEMPERATURE, alpha=DEFAULT_ALPHA):
     """Train a SlimBN copy of `model` with λ·Σ|γ|; returns (slim model, history).
 
     proximal=True: the penalty is a soft-threshold step after each optimizer step
     (`ProximalL1`), so unimportant γ end exactly 0. normalize=True: λ multiplies the
     mean |γ| instead of the sum (one λ for any width). grow_to=share: λ starts at `l1`
     and grows until that share of |γ| is below 1e-2, then holds (`GrowingL1`, watching
-    val_accuracy when validation_data is given).
+    val_accuracy when validation_data is given). teacher: train by distillation from it
+    (frozen, logits out; the callbacks act on the SlimBN copy).
     """
     slim = slimming.slimmable(model, l1=l1, normalize=normalize, proximal=proximal)
     compile_fn(slim)
+    trainer = slim
+    if teacher is not None:
+        trainer = distillation.distiller(slim, teacher, temperature, alpha)
+        compile_fn(trainer)
     l1_control = (slimming.L1Schedule(l1) if grow_to is None else
                   slimming.GrowingL1(l1, grow_to, monitor="val_accuracy"))
     cbs = [l1_control, slimming.GammaLogger(gamma_log_dir, verbose=verbose)]
@@ -44,8 +50,8 @@ def sparsity_train(model, train_data, epochs, l1=1e-4, compile_fn=default_compil
         cbs.append(slimming.ProximalL1())
     if not epochs:  # tf_keras refuses fit(epochs=0)
         return slim, {}
-    history = slim.fit(train_data, epochs=epochs, validation_data=validation_data,
-                       callbacks=cbs + list(callbacks), verbose=verbose)
+    history = trainer.fit(train_data, epochs=epochs, validation_data=validation_data,
+                          callbacks=cbs + list(callbacks), verbose=verbose)
     return slim, history.history
 
 
@@ -133,9 +139,10 @@ def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio,
     (`GammaFade`; no λ needed, pass l1=0 for the fade alone). calibration_data:
     batches whose per-channel means replace the removed channels (rebuild's data-aware
     compensation) instead of assuming γ = 0. distill: fine-tune each pass by
-    distillation from that pass's sparsity-trained model (with fade=True, from the model
-    the pass started from, since the fade already made the sparse model the pruned one;
-    `temperature`, `alpha`: see keras_slim.training.distillation.distiller).
+    distillation from that pass's sparsity-trained model; with fade=True, the fade and
+    the fine-tuning both learn from the model the pass started from, since the fade
+    already makes the sparse model the pruned one (`temperature`, `alpha`: see
+    keras_slim.training.distillation.distiller).
 
     With validation_data, the accuracy right after each rebuild (before fine-tuning) is
     recorded with and without bias compensation.
@@ -147,15 +154,18 @@ def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio,
     current = model
     if not isinstance(fade, bool):
         raise ValueError(f"fade must be True or False. Received: {fade!r}")
+    distill_args = dict(temperature=temperature, alpha=alpha)
     for _ in range(passes):
         # the prune removes what faded (a re-made plan can differ where floors bind)
         fader = slimming.GammaFade(_fade_plan(ratio, scope, plan_kwargs), verbose=verbose) \
             if fade and sparsity_epochs else None
+        start = distillation.frozen_copy(current) if distill and fader else None
         slim, hist = sparsity_train(current, train_data, sparsity_epochs, l1, compile_fn,
                                     validation_data, verbose=verbose,
                                     gamma_log_dir=gamma_log_dir, proximal=proximal,
                                     normalize=normalize, grow_to=ratio if grow_l1 else None,
-                                    callbacks=[fader] if fader else ())
+                                    callbacks=[fader] if fader else (), teacher=start,
+                                    **distill_args)
         result.histories.append(("sparsity", hist))
         result.sparsity.append(slimming.sparsity_summary(slim))
         graph = ChannelGraph(slim)  # one analysis for plan, rebuilds and report
@@ -170,11 +180,11 @@ def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio,
                 "compensated": _accuracy(pruned, validation_data, compile_fn),
                 "uncompensated": _accuracy(plain, validation_data, compile_fn)})
         # the fade already made the sparse model the pruned one: teach with the pass's input
-        teacher = distillation.frozen_copy(current if fader else slimming.strip(slim)) \
+        teacher = (start or distillation.frozen_copy(slimming.strip(slim))) \
             if distill else None
         current, hist = finetune(slimming.strip(pruned), train_data, finetune_epochs,
                                  compile_fn, validation_data, verbose=verbose,
-                                 teacher=teacher, temperature=temperature, alpha=alpha)
+                                 teacher=teacher, **distill_args)
         result.histories.append(("finetune", hist))
     result.model = current
     return result

@@ -17,7 +17,7 @@ import tensorflow as tf
 from keras_slim import compat
 from keras_slim.compat import keras
 
-__all__ = ["distiller", "teacher_term", "frozen_copy", "DEFAULT_TEMPERATURE",
+__all__ = ["distiller", "student_of", "teacher_term", "frozen_copy", "DEFAULT_TEMPERATURE",
            "DEFAULT_ALPHA"]
 
 DEFAULT_TEMPERATURE = 4.0
@@ -93,6 +93,12 @@ def distiller(student, teacher, temperature=DEFAULT_TEMPERATURE, alpha=DEFAULT_A
     return trainer
 
 
+def student_of(model):
+    """The model a distiller trains, else `model`: a callback of a fit on a distiller
+    (GammaFade, the λ callbacks) acts on the student's layers, not the teacher's."""
+    return model.student if isinstance(model, _DISTILLERS) else model
+
+
 if compat.KERAS3:
     class _Distiller(keras.distillation.Distiller):
         """Keras 3's Distiller plus the student's own losses (kernel regularizers,
@@ -148,3 +154,6 @@ class _LegacyDistiller(keras.Model):
         # The same loss as training, as Keras 3's Distiller reports it (val_loss alike).
         self._loss(data, training=False)
         return {m.name: m.result() for m in self.metrics}
+
+
+_DISTILLERS = (_Distiller, _LegacyDistiller) if compat.KERAS3 else (_LegacyDistiller,)
