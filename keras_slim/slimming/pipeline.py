@@ -39,10 +39,6 @@ def sparsity_train(model, train_data, epochs, l1=1e-4, compile_fn=default_compil
     """
     slim = slimming.slimmable(model, l1=l1, normalize=normalize, proximal=proximal)
     compile_fn(slim)
-    trainer = slim
-    if teacher is not None:
-        trainer = distillation.distiller(slim, teacher, temperature, alpha)
-        compile_fn(trainer)
     l1_control = (slimming.L1Schedule(l1) if grow_to is None else
                   slimming.GrowingL1(l1, grow_to, monitor="val_accuracy"))
     cbs = [l1_control, slimming.GammaLogger(gamma_log_dir, verbose=verbose)]
@@ -50,6 +46,10 @@ def sparsity_train(model, train_data, epochs, l1=1e-4, compile_fn=default_compil
         cbs.append(slimming.ProximalL1())
     if not epochs:  # tf_keras refuses fit(epochs=0)
         return slim, {}
+    trainer = slim
+    if teacher is not None:
+        trainer = distillation.distiller(slim, teacher, temperature, alpha)
+        compile_fn(trainer)
     history = trainer.fit(train_data, epochs=epochs, validation_data=validation_data,
                           callbacks=cbs + list(callbacks), verbose=verbose)
     return slim, history.history
@@ -180,8 +180,8 @@ def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio,
                 "compensated": _accuracy(pruned, validation_data, compile_fn),
                 "uncompensated": _accuracy(plain, validation_data, compile_fn)})
         # the fade already made the sparse model the pruned one: teach with the pass's input
-        teacher = (start or distillation.frozen_copy(slimming.strip(slim))) \
-            if distill else None
+        teacher = None if not distill else start if start is not None else \
+            distillation.frozen_copy(slimming.strip(slim))
         current, hist = finetune(slimming.strip(pruned), train_data, finetune_epochs,
                                  compile_fn, validation_data, verbose=verbose,
                                  teacher=teacher, **distill_args)

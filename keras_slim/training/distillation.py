@@ -1,5 +1,6 @@
-"""Distillation fine-tuning: the pruned model (student) learns from the labels and from the
-unpruned or sparsity-trained model (teacher) at once (Hinton et al., 2015).
+"""Distillation: a student (the pruned model fine-tuning, or the model whose channels fade
+to γ = 0) learns from the labels and from the unpruned or sparsity-trained model
+(teacher) at once (Hinton et al., 2015).
 
     trainer = distiller(student, teacher, temperature=4.0, alpha=0.5)
     compile_fn(trainer)               # optimizer, the labels' loss, metrics as usual
@@ -156,4 +157,5 @@ class _LegacyDistiller(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
 
-_DISTILLERS = (_Distiller, _LegacyDistiller) if compat.KERAS3 else (_LegacyDistiller,)
+_DISTILLERS = (keras.distillation.Distiller, _LegacyDistiller) if compat.KERAS3 \
+    else (_LegacyDistiller,)
