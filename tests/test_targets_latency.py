@@ -221,6 +221,49 @@ def test_the_fit_reproduces_the_model_and_its_pruned_copies(monkeypatch):
     assert loaded.predict_model(graph) == pytest.approx(full_ms, rel=1e-6)
 
 
+def _swish_net():
+    """Two conv stages, one ending in swish (TFLite runs it as an op of its own), one in
+    relu (fused into its convolution)."""
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="c1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.Activation("swish", name="swish")(x)
+    x = keras.layers.Conv2D(16, 1, use_bias=False, name="c2")(x)
+    x = keras.layers.BatchNormalization(name="bn2")(x)
+    x = keras.layers.Activation("relu", name="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, keras.layers.Dense(4, name="head")(x), name="swish_net")
+
+
+def test_unfused_activations_are_timed_as_layers_of_their_own(monkeypatch):
+    """A fake runtime where swish costs 5e-5 ms per value (MobileNetV3's hard-swish is
+    about half its int8 latency) and relu nothing: the swish layer gets an entry of its
+    own, so a plan that thins only its stage is predicted exactly."""
+    from keras_slim.latency import probe
+
+    def swish_values(model):
+        return sum(int(np.prod(layer.output.shape[1:])) for layer in model.layers
+                   if isinstance(layer, keras.layers.Activation)
+                   and layer.get_config()["activation"] not in ("relu", "linear"))
+
+    def fake_ms(model, *settings):
+        return 0.3 + 2e-6 * metrics.profile(model)["macs"] + 5e-5 * swish_values(model)
+
+    monkeypatch.setattr(probe, "timing_tflite", lambda model, dtype: model)
+    monkeypatch.setattr(probe, "_time_ms", fake_ms)
+    model = _swish_net()
+    graph = ChannelGraph(model)
+    assert [op.path for op in timed_ops(graph)] == ["c1", "swish", "c2", "head"]
+    table = build_table(graph, fractions=(0.5, 1.0), verbose=0)
+    swish = next(op for op in graph.ops if op.path == "swish")
+    assert table.entry_ms(swish) == pytest.approx(5e-5 * 8 * 8 * 16)
+    assert table.entry_ms(swish, 8) == pytest.approx(5e-5 * 8 * 8 * 8)
+    assert (table.overhead_ms, table.scale, table.output_ms) == pytest.approx((0.3, 1, 0))
+    plan = criterion_plan(graph, "l1_norm", 0.3, round_to=1)
+    thinned = rebuild(model, plan, graph=graph)
+    assert table.predict_model(ChannelGraph(thinned)) == pytest.approx(fake_ms(thinned))
+
+
 def test_bad_table_file_is_one_clear_error_naming_it(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

@@ -50,6 +50,12 @@ class Rule:
         layer has no width of its own to set (its output follows its input)."""
         return None
 
+    def runs_alone(self, op):
+        """True for a layer without MACs that a runtime still runs as an op of its own,
+        whose time a latency table measures (an activation TFLite cannot fuse into the
+        convolution before it: hard-swish, swish, sigmoid...)."""
+        return False
+
     def filter_importance(self, op):
         """L1 norm of each output channel's filter (channel-creating layers), else None."""
         return None
@@ -87,6 +93,7 @@ class Rule:
 
 class PerChannel(Rule):
     """Output channel c is input channel c: activations, BN, pooling, padding, dropout."""
+    width_follows_input = True
 
     def propagate(self, op, in_ids, graph):
         return [in_ids[0]]
@@ -125,6 +132,23 @@ class ValueMap(PerChannel):
     def keeps_zero(self, op, zeros):
         out = self.constants(op, [np.zeros(op.in_channels(0))])[0]  # f(0) == 0?
         return zeros[0] and bool(np.all(out == 0))
+
+
+# TFLite fuses these into the op before them (convolution, dense, add): no op of their own.
+_FUSED_ACTIVATIONS = (None, "linear", "relu", "relu6")
+
+
+class Activation(ValueMap):
+    """An activation layer; one TFLite cannot fuse runs alone (see Rule.runs_alone)."""
+
+    def runs_alone(self, op):
+        config = op.config
+        if op.class_name == "Activation":
+            return config.get("activation") not in _FUSED_ACTIVATIONS
+        if op.class_name == "ReLU":
+            return not (config.get("max_value") in (None, 6.0)
+                        and not config.get("negative_slope") and not config.get("threshold"))
+        return True  # LeakyReLU, ELU, PReLU, ThresholdedReLU: element-wise ops of their own
 
 
 class BatchNorm(PerChannel):
@@ -462,7 +486,7 @@ _COMPACT_PASS = ["MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
 
 RULES = {name: PerChannel() for name in _PER_CHANNEL}
 RULES.update({name: ValueMap() for name in _VALUE_MAPS})
-RULES.update({name: ValueMap(gating="act") for name in _ACTIVATIONS})
+RULES.update({name: Activation(gating="act") for name in _ACTIVATIONS})
 RULES.update({name: Padding() for name in _PADDING})
 RULES.update({
     "BatchNormalization": BatchNorm(gating="bn", compact="bn"),

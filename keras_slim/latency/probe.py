@@ -30,7 +30,8 @@ def grid_widths(full, fractions, round_to):
 
 
 def _probe(op, cin, cout):
-    config = dict(op.rule.width_config(op, cout), name="probe")
+    # a layer with no width of its own (an activation) keeps its config
+    config = dict(op.rule.width_config(op, cout) or op.config, name="probe")
     config.pop("batch_input_shape", None)
     config.pop("batch_shape", None)
     inputs = keras.Input(tuple(op.in_shape(0)[1:-1]) + (cin,))

@@ -10,11 +10,15 @@ _FIELDS = ("kernel_size", "strides", "padding", "dilation_rate", "depth_multipli
 
 
 def timed_ops(graph):
-    """The layer calls a table times: those whose rule counts MACs (convolutions, dense).
-    Element-wise ops, pooling and the interpreter's fixed cost go into the overhead."""
+    """The layer calls a table times: those whose rule counts MACs (convolutions, dense)
+    and the activations that run as ops of their own (Rule.runs_alone: hard-swish,
+    swish...). Other element-wise ops, pooling and the interpreter's fixed cost go into
+    the fitted overhead and output cost."""
     return [op for op in graph.ops
-            if not op.is_input and len(op.inputs) == 1 and op.rule.macs(op) > 0
-            and op.rule.width_config(op, op.out_channels(0)) is not None]
+            if not op.is_input and len(op.inputs) == 1 and (
+                op.rule.macs(op) > 0
+                and op.rule.width_config(op, op.out_channels(0)) is not None
+                or op.rule.runs_alone(op))]
 
 
 def signature(op):

@@ -20,15 +20,16 @@ per runtime + processor (the cache key, keras_slim.latency.device.table_key):
                        "ms": [[...], [...], [...]]}]}}}}}
 
 A grid's "ms" is a matrix over cin × cout; for a layer whose output width follows its
-input (depthwise) "cout" is null and "ms" a list over cin. Between grid points latency is
+input (depthwise, an activation) "cout" is null and "ms" a list over cin. Between grid points latency is
 interpolated linearly; below the smallest and above the largest, it scales in proportion
 to the width. A table imported from a device's benchmark_model profile has one point per
 layer (its widths in that model), so it scales in proportion to the channels.
 
 Layers timed alone do not always add up to a whole model: on a CPU where the kernels are
 fast (an AMX Xeon at 32², int8) per-op costs inside the model dominate, and the untimed
-element-wise ops that follow a layer (activations, residual adds, SE products, a
-MobileNetV3's hard-swish) cost in proportion to its output, not its MACs. keras_slim's
+element-wise ops that follow a layer (residual adds, SE products) cost in proportion to
+its output, not its MACs. (Activations TFLite cannot fuse, such as MobileNetV3's
+hard-swish, are timed layers of their own: Rule.runs_alone.) keras_slim's
 probes therefore fit on whole-model measurements (the unpruned model and random copies
 at half and a quarter of the width; least squares on relative error, with overhead_ms
 and output_ms >= 0):
