@@ -12,7 +12,7 @@ from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.rebuild import rebuild
 from keras_slim.latency import (LatencyTable, LatencyTableError, build_table,
                                 import_op_profile, parse_op_profile, timed_ops)
-from keras_slim.latency.signature import signature
+from keras_slim.latency.signature import signature, signature_key
 from keras_slim.zoo import models
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "benchmark_model_op_profile.txt")
@@ -238,7 +238,7 @@ def _swish_net():
 def test_unfused_activations_are_timed_as_layers_of_their_own(monkeypatch):
     """A fake runtime where swish costs 5e-5 ms per value (MobileNetV3's hard-swish is
     about half its int8 latency) and relu nothing: the swish layer gets an entry of its
-    own, so a plan that thins only its stage is predicted exactly."""
+    own, so a plan that thins the two stages unevenly is predicted exactly."""
     from keras_slim.latency import probe
 
     def swish_values(model):
@@ -262,6 +262,21 @@ def test_unfused_activations_are_timed_as_layers_of_their_own(monkeypatch):
     plan = criterion_plan(graph, "l1_norm", 0.3, round_to=1)
     thinned = rebuild(model, plan, graph=graph)
     assert table.predict_model(ChannelGraph(thinned)) == pytest.approx(fake_ms(thinned))
+
+
+def test_relu_and_relu6_fuse_and_other_activations_run_alone():
+    layers = keras.layers
+    x = inputs = keras.Input((4, 4, 8))
+    for n, activation in enumerate([layers.ReLU(), layers.ReLU(6.0), layers.Activation("relu"),
+                                    layers.ReLU(1.0), layers.LeakyReLU(),
+                                    layers.Activation("sigmoid")]):
+        x = activation(layers.Conv2D(8, 1, name=f"conv{n}")(x))
+    graph = ChannelGraph(keras.Model(inputs, x))
+    alone = [op.class_name for op in timed_ops(graph) if not op.path.startswith("conv")]
+    assert alone == ["ReLU", "LeakyReLU", "Activation"]
+    # ReLU(1.0) runs alone and must not share an entry with a fused ReLU() or ReLU(6.0)
+    relus = [op for op in graph.ops if op.class_name == "ReLU"]
+    assert len({signature_key(signature(op)) for op in relus}) == 3
 
 
 def test_bad_table_file_is_one_clear_error_naming_it(tmp_path):

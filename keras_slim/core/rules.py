@@ -540,7 +540,8 @@ def what(op):
                                                     op_rules.TF_OP_PREFIX)) else "layer"
 
 
-RULE_KINDS = {"per_channel": PerChannel, "value_map": ValueMap, "padding": Padding,
+RULE_KINDS = {"per_channel": PerChannel, "value_map": ValueMap, "activation": Activation,
+              "padding": Padding,
               "batch_norm": BatchNorm, "source": Source, "dense": Dense,
               "depthwise": Depthwise, "merge": Merge, "concat": Concat, "reshape": Reshape,
               "barrier": Barrier, "elementwise": op_rules.Elementwise,
@@ -557,6 +558,7 @@ def register_rule(layer, rule):
       rule: a Rule instance, or the name of a rule kind: "per_channel" (output channel c
         is input channel c; weights indexed by channel on their last axis are sliced),
         "value_map" (per-channel, and a constant input stays constant through it),
+        "activation" (a value_map that runs as an op of its own: latency tables time it),
         "padding", "batch_norm", "source" (creates channels, like Conv2D: `filters`),
         "dense" (`units`), "depthwise", "merge" (element-wise between inputs: couples
         their channels), "concat", "reshape", "barrier" (keeps its channels); for

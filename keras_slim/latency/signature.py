@@ -6,7 +6,9 @@ import json
 __all__ = ["timed_ops", "signature", "signature_key"]
 
 _FIELDS = ("kernel_size", "strides", "padding", "dilation_rate", "depth_multiplier",
-           "activation", "use_bias")
+           "activation", "use_bias",
+           # activations (ReLU(max_value=1.) is an op of its own, ReLU() is fused)
+           "max_value", "negative_slope", "threshold", "alpha", "shared_axes", "theta")
 
 
 def timed_ops(graph):

@@ -69,7 +69,11 @@ def _grid_ms(grid, cin, cout):
 
 
 def output_values(op, cout):
-    """Values a layer call writes per example at `cout` output channels."""
+    """Values a layer call writes per example at `cout` output channels, as the output
+    cost counts them: none for an activation timed as a layer of its own (its entry
+    holds its element-wise work)."""
+    if op.rule.runs_alone(op):
+        return 0
     return int(np.prod([int(d) for d in op.out_shape(0)[1:-1]])) * int(cout)
 
 
