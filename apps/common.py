@@ -202,8 +202,7 @@ def model_and_data():
 def define_distill_flags(default):
     """Distillation fine-tuning (keras_slim.training.distillation)."""
     flags.DEFINE_bool("distill", default, "Fine-tune by distillation: the pruned model "
-                      "learns from the labels and from the unpruned model's logits (in "
-                      "apps.slim --fade, the fade does too).")
+                      "learns from the labels and from the unpruned model's logits.")
     flags.DEFINE_float("temperature", 4.0, "Distillation temperature T (softens both "
                        "models' logits).", lower_bound=1e-6)
     flags.DEFINE_float("alpha", 0.5, "Weight of the teacher term; 1 - alpha weighs the "

@@ -35,8 +35,7 @@ def define_flags():
                       "but --fade, unless given on the command line.")
     flags.DEFINE_bool("fade", False, "Sparsity training fades the γ of the channels the "
                       "prune will remove to exactly 0 (keras_slim.GammaFade; needs no λ, "
-                      "the default of --pretrained; with --distill it learns from the "
-                      "model as it came).")
+                      "the default of --pretrained).")
     flags.DEFINE_integer("epochs", 2, "Sparsity-training epochs.", lower_bound=1)
     flags.DEFINE_integer("finetune_epochs", 1, "Fine-tuning epochs after pruning.", lower_bound=0)
     flags.DEFINE_float("l1", 5e-3, "λ of the L1 penalty on BN γ (the paper uses 1e-4 over 160 "
@@ -167,8 +166,6 @@ def run(argv):
     slim = before = pruned = plan = after = None
 
     fading = ", fading the channels to remove to γ = 0" if FLAGS.fade else ""
-    if FLAGS.fade and FLAGS.distill:
-        fading += ", distilled from the model as it came"
     print(f"\n== 1/4 sparsity training: {FLAGS.model_path or FLAGS.model} on {FLAGS.dataset}, "
           f"λ={FLAGS.l1}{fading}")
     if state.done("sparsity"):
@@ -184,15 +181,10 @@ def run(argv):
                                               round_to=FLAGS.round_to),
             fade_steps=max(int(DEFAULT_FADE_SHARE * steps * FLAGS.epochs), 1),
             start_step=0) if FLAGS.fade else None
-        trainer = slim
-        if FLAGS.fade and FLAGS.distill:  # as network_slimming: the fade learns from it too
-            from keras_slim.training.distillation import frozen_copy
-            trainer = common.distiller(slim, frozen_copy(model), "distill")
-            common.compile_fn(steps * FLAGS.epochs)(trainer)
-        common.resumable_fit(trainer, train, FLAGS.epochs, state.checkpoint_dir("sparsity"),
+        common.resumable_fit(slim, train, FLAGS.epochs, state.checkpoint_dir("sparsity"),
                              validation_data=test, callbacks=callbacks + [fader] * bool(fader))
         if fader:  # phase 2 removes exactly what faded (checkpoints precede its steps)
-            fader.settle(trainer).save(faded_path)
+            fader.settle(slim).save(faded_path)
         slim.save(slim_path)  # with SlimBN: what the prune phase reads on a rerun
         # the "before" row and the teacher: the sparse model, unless the fade already
         # made it the pruned one — then the model as it came

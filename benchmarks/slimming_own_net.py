@@ -168,9 +168,8 @@ def main():
         f"- then `ks.slim(model, train, method=\"slimming\", ratio={args.ratio}, "
         f"validation_data=test, pretrained=True)`, nothing else set "
         f"({minutes['defaults']:.1f} min): the pretrained defaults "
-        f"{defaults(pretrained=True)} (the fade learns from the model as it came, by "
-        f"distillation), then 1 fine-tune epoch with distillation, its learning rate "
-        f"cosine-decayed to 0"
+        f"{defaults(pretrained=True)}, then 1 fine-tune epoch with distillation, its "
+        f"learning rate cosine-decayed to 0"
         + _faded(results["defaults"]),
         *[f"- `{name}`: the defaults with this changed ({minutes[name]:.1f} min)"
           + _faded(results[name]) for name in names[1:]],

@@ -82,9 +82,9 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
         With validation_data the report holds accuracy_before / accuracy_after, and
         for "slimming" and "l1" accuracy_pruned (right after pruning, before
         fine-tuning); "slimming" also accuracy_sparse (after sparsity training).
-    distill: fine-tune by distillation from the unpruned model, with `temperature` and
-        `alpha` (keras_slim.training.distillation); slimming with the fade learns from
-        it while fading too, slimming without it from the sparsity-trained model. "slimming" and "l1" fine-tune with the
+    distill: fine-tune by distillation from the unpruned model (slimming without the
+        fade: the sparsity-trained one), with `temperature` and `alpha`
+        (keras_slim.training.distillation). "slimming" and "l1" fine-tune with the
         learning rate cosine-decayed to 0 (keras_slim.training.anneal).
     pretrained: pick defaults() for a trained model (1 sparsity epoch at a 10× lower
         learning rate with no λ: the channels to remove fade to γ = 0, `GammaFade`)

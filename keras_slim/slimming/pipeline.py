@@ -139,10 +139,9 @@ def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio,
     (`GammaFade`; no λ needed, pass l1=0 for the fade alone). calibration_data:
     batches whose per-channel means replace the removed channels (rebuild's data-aware
     compensation) instead of assuming γ = 0. distill: fine-tune each pass by
-    distillation from that pass's sparsity-trained model; with fade=True, the fade and
-    the fine-tuning both learn from the model the pass started from, since the fade
-    already makes the sparse model the pruned one (`temperature`, `alpha`: see
-    keras_slim.training.distillation.distiller).
+    distillation from that pass's sparsity-trained model (with fade=True, from the model
+    the pass started from, since the fade already made the sparse model the pruned one;
+    `temperature`, `alpha`: see keras_slim.training.distillation.distiller).
 
     With validation_data, the accuracy right after each rebuild (before fine-tuning) is
     recorded with and without bias compensation.
@@ -159,13 +158,14 @@ def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio,
         # the prune removes what faded (a re-made plan can differ where floors bind)
         fader = slimming.GammaFade(_fade_plan(ratio, scope, plan_kwargs), verbose=verbose) \
             if fade and sparsity_epochs else None
+        # the fade learns from the labels: distilling it from `current` measured worse
+        # (benchmarks/results/slimming_own_net.md)
         start = distillation.frozen_copy(current) if distill and fader else None
         slim, hist = sparsity_train(current, train_data, sparsity_epochs, l1, compile_fn,
                                     validation_data, verbose=verbose,
                                     gamma_log_dir=gamma_log_dir, proximal=proximal,
                                     normalize=normalize, grow_to=ratio if grow_l1 else None,
-                                    callbacks=[fader] if fader else (), teacher=start,
-                                    **distill_args)
+                                    callbacks=[fader] if fader else ())
         result.histories.append(("sparsity", hist))
         result.sparsity.append(slimming.sparsity_summary(slim))
         graph = ChannelGraph(slim)  # one analysis for plan, rebuilds and report
