@@ -153,14 +153,12 @@ def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio,
     current = model
     if not isinstance(fade, bool):
         raise ValueError(f"fade must be True or False. Received: {fade!r}")
-    distill_args = dict(temperature=temperature, alpha=alpha)
     for _ in range(passes):
         # the prune removes what faded (a re-made plan can differ where floors bind)
         fader = slimming.GammaFade(_fade_plan(ratio, scope, plan_kwargs), verbose=verbose) \
             if fade and sparsity_epochs else None
-        # the fade learns from the labels: distilling it from `current` measured worse
+        # the fade learns from the labels: distilled from `current` it ended lower
         # (benchmarks/results/slimming_own_net.md)
-        start = distillation.frozen_copy(current) if distill and fader else None
         slim, hist = sparsity_train(current, train_data, sparsity_epochs, l1, compile_fn,
                                     validation_data, verbose=verbose,
                                     gamma_log_dir=gamma_log_dir, proximal=proximal,
@@ -180,11 +178,11 @@ def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio,
                 "compensated": _accuracy(pruned, validation_data, compile_fn),
                 "uncompensated": _accuracy(plain, validation_data, compile_fn)})
         # the fade already made the sparse model the pruned one: teach with the pass's input
-        teacher = None if not distill else start if start is not None else \
-            distillation.frozen_copy(slimming.strip(slim))
+        teacher = distillation.frozen_copy(current if fader else slimming.strip(slim)) \
+            if distill else None
         current, hist = finetune(slimming.strip(pruned), train_data, finetune_epochs,
                                  compile_fn, validation_data, verbose=verbose,
-                                 teacher=teacher, **distill_args)
+                                 teacher=teacher, temperature=temperature, alpha=alpha)
         result.histories.append(("finetune", hist))
     result.model = current
     return result
