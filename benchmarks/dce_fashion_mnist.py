@@ -30,6 +30,7 @@ from keras_slim.core.batch_norm_statistics import recalibrate_batch_norm  # noqa
 from keras_slim.core.rebuild import rebuild  # noqa: E402
 from keras_slim.dce import CUCBCallback, dce_plan  # noqa: E402
 from keras_slim.dce.gates import gate_model, strip_gates  # noqa: E402
+from keras_slim.training import distillation  # noqa: E402
 
 
 def _result(model, test, start, after_rebuild, keep_model):
@@ -44,10 +45,11 @@ def _result(model, test, start, after_rebuild, keep_model):
 
 
 def dce_row(initial, build, train, test, fraction, policy, seed, epochs, finetune_epochs,
-            warmup_steps, verbose, keep_model=False, recalibration_steps=0):
+            warmup_steps, verbose, keep_model=False, recalibration_steps=0, distill=False):
     """One DCE row; with keep_model the result also holds the compact model ("model").
     recalibration_steps > 0: re-estimate the rebuilt model's BN statistics on that many
-    training batches before fine-tuning (the accuracy without it: "after_rebuild_raw")."""
+    training batches before fine-tuning (the accuracy without it: "after_rebuild_raw").
+    distill: fine-tune by distillation from the DCE-trained model, gates stripped."""
     keras.utils.set_random_seed(seed)
     model = build()
     model.set_weights(initial)
@@ -67,7 +69,11 @@ def dce_row(initial, build, train, test, fraction, policy, seed, epochs, finetun
         raw = after_rebuild
         recalibrate_batch_norm(compact, train, recalibration_steps)
         after_rebuild = accuracy(compact, test)
-    compact.fit(train, epochs=finetune_epochs, verbose=verbose)
+    trainer = compact
+    if distill:
+        trainer = cosine_compile(steps * finetune_epochs)(
+            distillation.distiller(compact, distillation.frozen_copy(plain)))
+    trainer.fit(train, epochs=finetune_epochs, verbose=verbose)
     row = _result(compact, test, start, after_rebuild, keep_model)
     if raw is not None:
         row["after_rebuild_raw"] = raw

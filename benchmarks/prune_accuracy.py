@@ -1,29 +1,37 @@
 """Prune without losing accuracy (issue 15, item 5): Network Slimming with plain L1 vs the
-proximal step (exact-zero γ) vs data-aware compensation, against the baseline and the
-pruned architecture trained from scratch with the same total number of epochs.
+proximal step (exact-zero γ) vs + data-aware compensation vs + distillation, DCE with and
+without distillation, against the baseline, the pruned architectures and a uniform-width
+net of equal MACs trained from scratch with the same total number of epochs.
 
     python -m benchmarks.prune_accuracy --quick     # 20k images, 2 + 1 epochs (CI-sized)
+    python -m benchmarks.prune_accuracy --train_examples 60000 --epochs E --finetune_epochs F
 
-Rows per model: baseline (E + F epochs); for each ratio, plain L1 and proximal sparsity
-training (E epochs, one run per method shared by the ratios), pruned by global |γ| with
-γ = 0 compensation or with the calibration mean (rebuild(calibration_data=...)), then
-fine-tuned F epochs; the pruned architecture re-initialised and trained E + F epochs.
-Columns: accuracy of the sparsity-trained model, right after pruning, after fine-tuning.
-
-The converged-budget run (full Fashion-MNIST, the baseline converged) is not in --quick;
-it is for a later session.
+Rows per model: baseline (E + F epochs); plain L1 and proximal sparsity training (E
+epochs, one run per method shared by the cuts: each --ratios share of channels and each
+--macs share of MACs kept), pruned by global |γ| (γ = 0 compensation), then for the
+proximal run also with the calibration mean (rebuild(calibration_data=...)) and with
+that plus distillation from the sparse model, fine-tuned F epochs; DCE (CUCB, E + F)
+at each --dce_fractions, with and without distillation; per cut, the proximal +
+calibration architecture and a uniform-width net of about its MACs, both re-initialised
+and trained E + F epochs. Columns: accuracy of the sparsity-trained model, right after
+pruning, after fine-tuning.
 """
 import argparse
 import os
 import time
+from types import SimpleNamespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks.common import (  # noqa: E402
     accuracy, build_model, cosine_compile, log, machine, run_header, write_text)
+from benchmarks.dce_fashion_mnist import dce_row  # noqa: E402
+from benchmarks.suite_width import uniform_width  # noqa: E402
 from keras_slim import slimming  # noqa: E402
 from keras_slim.compat import keras  # noqa: E402
+from keras_slim.core import metrics  # noqa: E402
 from keras_slim.slimming.pipeline import finetune, prune, sparsity_train  # noqa: E402
+from keras_slim.training import distillation  # noqa: E402
 from keras_slim.zoo import data  # noqa: E402
 
 
@@ -33,7 +41,11 @@ def _parse():
     parser.add_argument("--quick", action="store_true",
                         help="20k training images, 2 sparsity + 1 fine-tune epochs")
     parser.add_argument("--models", default="vgg_small,resnet20")
-    parser.add_argument("--ratios", default="0.5,0.7")
+    parser.add_argument("--ratios", default="0.5,0.7", help="shares of channels removed")
+    parser.add_argument("--macs", default="0.5", help="shares of MACs kept ('' for none)")
+    parser.add_argument("--dce_fractions", default="0.5,0.3",
+                        help="DCE p (share of channels active and kept; '' for none)")
+    parser.add_argument("--dce_warmup_steps", type=int, default=100)
     parser.add_argument("--train_examples", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None, help="E: sparsity epochs")
     parser.add_argument("--finetune_epochs", type=int, default=None, help="F")
@@ -57,6 +69,12 @@ def _parse():
     return args
 
 
+def _cuts(args):
+    """(label, ratio, target) per prune: shares of channels, then shares of MACs kept."""
+    return [(f"{r:.0%}", r, None) for r in args.ratios] + \
+        [(f"{m:.0%} MACs", None, {"macs": m}) for m in args.macs]
+
+
 def _rows(name, args, train, test, x_cal, info):
     E, F = args.epochs, args.finetune_epochs
     steps = int(train.cardinality())
@@ -68,13 +86,20 @@ def _rows(name, args, train, test, x_cal, info):
         model.set_weights(initial)
         return model
 
+    def from_scratch(architecture):
+        keras.utils.set_random_seed(0)
+        model = cosine_compile(steps * (E + F))(keras.models.clone_model(architecture))
+        model.fit(train, epochs=E + F, verbose=0)
+        return model
+
     rows = []
     start = time.time()
-    base = cosine_compile(steps * (E + F))(fresh())
-    base.fit(train, epochs=E + F, verbose=0)
+    base = from_scratch(fresh())
     rows.append({"row": "baseline", "epochs": E + F, "final": accuracy(base, test),
                  "params": base.count_params(), "seconds": time.time() - start})
     log(f"{name} baseline {rows[-1]['final']:.4f}")
+    full_macs = metrics.profile(base)["macs"]
+    scratch_of = {}  # cut label -> the proximal + calibration architecture
     for method, l1, proximal in (("L1", args.l1, False),
                                  ("proximal", args.proximal_l1, True)):
         start = time.time()
@@ -85,15 +110,23 @@ def _rows(name, args, train, test, x_cal, info):
         zeros = slimming.sparsity_summary(slim, threshold=1e-12)["overall"]["share"]
         small = slimming.sparsity_summary(slim)["overall"]["share"]
         log(f"{name} {method} sparse {sparse_acc:.4f}, γ = 0: {zeros:.1%}, < 0.01: {small:.1%}")
-        for ratio in args.ratios:
-            for calibrated in (False, True):
+        # plain L1 as the paper does it; the proximal step, then + calibration means,
+        # then + distillation from the sparse model, each on top of the one before
+        variants = [("", False, False)] if not proximal else \
+            [("", False, False), (" + calibration", True, False),
+             (" + calibration + distillation", True, True)]
+        for cut, ratio, target in _cuts(args):
+            for suffix, calibrated, distilled in variants:
                 start = time.time()
                 pruned, _, report = prune(slim, ratio,
-                                          calibration_data=x_cal if calibrated else None)
+                                          calibration_data=x_cal if calibrated else None,
+                                          **({"target": target} if target else {}))
                 after = accuracy(cosine_compile(1)(pruned), test)
+                teacher = distillation.frozen_copy(slimming.strip(slim)) if distilled else None
                 model, _ = finetune(slimming.strip(pruned), train, F,
-                                    compile_fn=cosine_compile(steps * F), verbose=0)
-                label = f"{method} {ratio:.0%}" + (" + calibration" if calibrated else "")
+                                    compile_fn=cosine_compile(steps * F), verbose=0,
+                                    teacher=teacher)
+                label = f"{method} {cut}{suffix}"
                 rows.append({"row": label, "epochs": E + F, "sparse": sparse_acc,
                              "zeros": zeros, "small": small, "after": after,
                              "final": accuracy(model, test), "params": model.count_params(),
@@ -101,18 +134,34 @@ def _rows(name, args, train, test, x_cal, info):
                              "seconds": sparse_seconds + time.time() - start})
                 log(f"{name} {label}: after prune {after:.4f}, fine-tuned "
                     f"{rows[-1]['final']:.4f}")
-                if proximal and calibrated:  # the pruned architecture from scratch
-                    start = time.time()
-                    keras.utils.set_random_seed(0)
-                    scratch = cosine_compile(steps * (E + F))(
-                        keras.models.clone_model(slimming.strip(pruned)))
-                    scratch.fit(train, epochs=E + F, verbose=0)
-                    rows.append({"row": f"scratch, pruned {ratio:.0%} architecture",
-                                 "epochs": E + F, "final": accuracy(scratch, test),
-                                 "params": scratch.count_params(),
-                                 "macs_ratio": report["macs_ratio"],
-                                 "seconds": time.time() - start})
-                    log(f"{name} {rows[-1]['row']}: {rows[-1]['final']:.4f}")
+                if calibrated and not distilled:
+                    scratch_of[cut] = (slimming.strip(pruned), report["macs_ratio"])
+    for p in args.dce_fractions:
+        for distilled in (False, True):
+            r = dce_row(initial, lambda: build_model(name, info), train, test, p, "cucb", 0,
+                        E, F, args.dce_warmup_steps, 0, recalibration_steps=20,
+                        distill=distilled)
+            rows.append({"row": f"DCE p = {p:g}" + (" + distillation" if distilled else ""),
+                         "epochs": E + F, "after": r["after_rebuild"], "final": r["accuracy"],
+                         "params": r["params"], "macs_ratio": full_macs / r["macs"],
+                         "seconds": r["seconds"]})
+            log(f"{name} {rows[-1]['row']}: {r['after_rebuild']:.4f} -> {r['accuracy']:.4f}")
+    width_context = SimpleNamespace(build=lambda _, **kw: build_model(name, info, **kw))
+    for cut, (architecture, macs_ratio) in scratch_of.items():
+        start = time.time()
+        model = from_scratch(architecture)
+        rows.append({"row": f"scratch, pruned {cut} architecture", "epochs": E + F,
+                     "final": accuracy(model, test), "params": model.count_params(),
+                     "macs_ratio": macs_ratio, "seconds": time.time() - start})
+        log(f"{name} {rows[-1]['row']}: {rows[-1]['final']:.4f}")
+        start = time.time()
+        narrow, width, macs = uniform_width(width_context, name, full_macs / macs_ratio)
+        model = from_scratch(narrow)
+        rows.append({"row": f"scratch, uniform width {width:.2f} (MACs of {cut})",
+                     "epochs": E + F, "final": accuracy(model, test),
+                     "params": model.count_params(), "macs_ratio": full_macs / macs,
+                     "seconds": time.time() - start})
+        log(f"{name} {rows[-1]['row']}: {rows[-1]['final']:.4f}")
     return rows
 
 
@@ -137,7 +186,9 @@ def _table(name, rows):
 
 def main():
     args = _parse()
-    args.ratios = [float(r) for r in args.ratios.split(",")]
+    args.ratios, args.macs, args.dce_fractions = (
+        [float(v) for v in values.split(",") if v.strip()]
+        for values in (args.ratios, args.macs, args.dce_fractions))
     train, info = data.load("fashion_mnist", f"train[:{args.train_examples}]",
                             batch_size=128, seed=0)
     test, _ = data.load("fashion_mnist", "test", batch_size=512)
@@ -148,9 +199,11 @@ def main():
              f"momentum 0.9, lr 0.05 cosine per phase; E = {args.epochs} sparsity epochs, "
              f"F = {args.finetune_epochs} fine-tune epochs; baseline and scratch rows E + F",
              f"- plain L1 λ = {args.l1:g}; proximal λ = {args.proximal_l1:g}; global |γ| "
-             f"prune (rounded to 8); calibration: {args.calibration} training images",
-             "- one seed; a short budget: the converged-budget run (full Fashion-MNIST, "
-             "baseline converged) is for a later session", ""]
+             f"prune (rounded to 8); calibration: {args.calibration} training images; "
+             f"distillation: T = {distillation.DEFAULT_TEMPERATURE:g}, "
+             f"α = {distillation.DEFAULT_ALPHA:g}; DCE: CUCB, {args.dce_warmup_steps} "
+             "warm-up steps, BN statistics re-estimated on 20 batches after the rebuild",
+             "- one seed", ""]
     for name in args.models.split(","):
         lines += _table(name, _rows(name, args, train, test, x_cal, info))
         write_text(args.out, "\n".join(lines))
