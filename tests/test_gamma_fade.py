@@ -43,8 +43,8 @@ def _randomise_bn(model):
                                rng.uniform(0.5, 1.5, var.shape).astype("float32")])
 
 
-def _gammas(model):
-    return {l.name: np.asarray(l.gamma).copy() for l in model.layers
+def _gammas(model, weight="gamma"):
+    return {l.name: np.asarray(getattr(l, weight)).copy() for l in model.layers
             if isinstance(l, keras.layers.BatchNormalization)}
 
 
@@ -56,29 +56,30 @@ def test_selected_gamma_ramp_linearly_to_zero_and_the_rest_are_untouched():
     keras.utils.set_random_seed(0)
     model = residual_toy()
     _randomise_bn(model)
-    start = _gammas(model)
+    start = {weight: _gammas(model, weight) for weight in ("gamma", "beta")}
     plan = _plan_fn()(ChannelGraph(model))
     graph = ChannelGraph(model)
     removed = np.array(sorted(plan.removed_roots(graph)))
-    # lr 0: only the callback moves γ
+    # lr 0: only the callback moves γ and β
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss=LOSS)
     fade = S.GammaFade(_plan_fn(), fade_steps=4, interval=None, verbose=0)
     seen = []
 
     class Probe(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            seen.append(_gammas(self.model))
+            seen.append({weight: _gammas(self.model, weight) for weight in ("gamma", "beta")})
 
     model.fit(X, Y, batch_size=8, epochs=1, shuffle=False, verbose=0,
               callbacks=[fade, Probe()])
     assert fade.plan.to_dict()["groups"] == plan.to_dict()["groups"]
-    for name, gamma0 in start.items():
-        hit = np.isin(graph.channel_roots(name), removed)
-        assert hit.any() and not hit.all(), name
-        for step, gammas in enumerate(seen):
-            expected = np.where(hit, gamma0 * max(4 - step - 1, 0) / 4, gamma0)
-            np.testing.assert_allclose(gammas[name], expected, rtol=1e-6, atol=1e-7,
-                                       err_msg=f"{name} after batch {step}")
+    for weight, values in start.items():
+        for name, value0 in values.items():
+            hit = np.isin(graph.channel_roots(name), removed)
+            assert hit.any() and not hit.all(), name
+            for step, weights in enumerate(seen):
+                expected = np.where(hit, value0 * max(4 - step - 1, 0) / 4, value0)
+                np.testing.assert_allclose(weights[weight][name], expected, rtol=1e-6,
+                                           atol=1e-7, err_msg=f"{name}.{weight} after {step}")
     assert removed_gamma_max(model, plan, graph) == 0.0
 
 
@@ -103,6 +104,44 @@ def test_faded_channels_stay_zero_while_training_and_prune_exactly(optimizer):
     assert pruned.count_params() < model.count_params()
     np.testing.assert_allclose(pruned.predict(X, verbose=0), model.predict(X, verbose=0),
                                atol=1e-5)
+
+
+def se_toy(width=16):
+    """3×3 'same' convolutions and a squeeze-and-excitation gate after the BN channels to
+    prune: a removed channel's constant act(β) reaches them, which no bias can fold
+    exactly (the borders see zero padding, the gate scales it per example)."""
+    x = keras.Input((6, 6, 3))
+    h = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name="c1")(x)
+    h = keras.layers.ReLU(name="r1")(keras.layers.BatchNormalization(name="bn1")(h))
+    s = keras.layers.GlobalAveragePooling2D(keepdims=True, name="se_pool")(h)
+    s = keras.layers.Conv2D(4, 1, activation="relu", name="se_reduce")(s)
+    s = keras.layers.Conv2D(width, 1, activation="sigmoid", name="se_expand")(s)
+    h = keras.layers.Multiply(name="se_gate")([h, s])
+    h = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name="c2")(h)
+    h = keras.layers.ReLU(name="r2")(keras.layers.BatchNormalization(name="bn2")(h))
+    h = keras.layers.GlobalAveragePooling2D(name="gap")(h)
+    return keras.Model(x, keras.layers.Dense(2, name="out")(h), name="se_toy")
+
+
+@pytest.mark.parametrize("fade_beta", [True, False])
+def test_with_beta_faded_too_the_prune_is_exact_past_borders_and_se_gates(fade_beta):
+    keras.utils.set_random_seed(0)
+    model = se_toy()
+    _randomise_bn(model)
+    for layer in model.layers:  # every β > 0: a removed channel would emit ReLU(β) > 0
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([gamma, np.abs(beta) + 0.1, mean, var])
+    x = RNG.normal(size=(16, 6, 6, 3)).astype("float32")
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=LOSS)
+    fade = S.GammaFade(_plan_fn(0.5), fade_steps=2, fade_beta=fade_beta, verbose=0)
+    model.fit(x, Y[:16], batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[fade])
+    pruned = rebuild(model, fade.plan, compensate=True, gamma_tolerance=0.0)
+    error = np.abs(pruned.predict(x, verbose=0) - model.predict(x, verbose=0)).max()
+    if fade_beta:
+        assert error <= 1e-5
+    else:  # act(β) folded as a constant: wrong at the borders and behind the gate
+        assert error > 1e-3
 
 
 def test_network_slimming_fade_needs_no_lambda_and_prunes_exactly():

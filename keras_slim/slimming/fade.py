@@ -1,12 +1,14 @@
-"""GammaFade: fade the γ of the channels the prune will remove to exactly 0 while the
-model trains, leaving every other γ alone.
+"""GammaFade: fade the γ (and β) of the channels the prune will remove to exactly 0 while
+the model trains, leaving every other channel alone.
 
 For a trained model this replaces the uniform L1 penalty, whose λ has to fit the
 model's width, depth and learning rate (a λ that sparsifies one net in an epoch leaves
 another untouched or at chance). It follows growing regularization (Wang et al., ICLR
 2021; Torch-Pruning's GrowingRegPruner): only the channels selected for removal are
 pushed to zero, gradually, so the rest of the network learns to do without them and the
-prune that follows removes exact zeros (rebuild's constant folding is then exact).
+prune that follows removes exact zeros. β fades with γ: a channel left at act(β) is a
+constant that rebuild can only fold approximately where a 'same' convolution's borders
+or an SE gate see it; at γ = β = 0 a ReLU-family channel emits 0 and removing it is exact.
 """
 import warnings
 
@@ -22,7 +24,8 @@ DEFAULT_FADE_SHARE = 0.75  # of the training batches; the rest adapts to the pru
 
 
 class GammaFade(keras.callbacks.Callback):
-    """Ramps the γ of the channels `plan_fn` removes linearly down to exactly 0.
+    """Ramps the γ (and, with fade_beta, β) of the channels `plan_fn` removes linearly
+    down to exactly 0.
 
     plan_fn(graph) -> ChannelPlan: the plan the prune step will make from the current γ
     (e.g. `lambda g: criterion_plan(g, "bn_gamma", ratio=0.6)`); it is re-made every
@@ -31,7 +34,8 @@ class GammaFade(keras.callbacks.Callback):
     scaled by (S − s)/(S − s_prev): a straight line from its value to 0 at batch S
     (s counts optimizer steps, so steps_per_execution > 1 works too). Afterwards
     the selection is frozen and its γ are held at 0, so the rest of fit adapts to the
-    pruned network. Works on plain and Slim BatchNormalization; needs no λ.
+    pruned network. Works on plain and Slim BatchNormalization; needs no λ. fade_beta=False
+    leaves β alone (the removed channels then emit act(β), folded by rebuild).
 
     The ramp's clock is the optimizer's iteration count minus `start_step` (None: its
     count when fit starts). Pass start_step=0 with a fresh optimizer to let a resumed fit
@@ -39,7 +43,7 @@ class GammaFade(keras.callbacks.Callback):
     """
 
     def __init__(self, plan_fn, fade_share=DEFAULT_FADE_SHARE, fade_steps=None, interval=50,
-                 start_step=None, verbose=1):
+                 start_step=None, fade_beta=True, verbose=1):
         super().__init__()
         if not callable(plan_fn):
             raise ValueError(f"GammaFade: plan_fn must be callable (graph -> ChannelPlan). "
@@ -54,7 +58,7 @@ class GammaFade(keras.callbacks.Callback):
                                  f"Received: {value!r}")
         self.plan_fn, self.fade_share = plan_fn, float(fade_share)
         self.fade_steps, self.interval, self.verbose = fade_steps, interval, verbose
-        self.start_step = start_step
+        self.start_step, self.fade_beta = start_step, bool(fade_beta)
         self.plan, self.step = None, 0
 
     def on_train_begin(self, logs=None):
@@ -109,9 +113,9 @@ class GammaFade(keras.callbacks.Callback):
                   f"{self._total} batches")
 
     def settle(self, model):
-        """The plan whose channels faded, their γ set to exactly 0 — also after a fit that
-        ran no batch (a run resumed from a checkpoint taken at its last step, saved
-        before this callback's last step zeroed them)."""
+        """The plan whose channels faded, their γ (and β) set to exactly 0 — also after a
+        fit that ran no batch (a run resumed from a checkpoint taken at its last step,
+        saved before this callback's last step zeroed them)."""
         if self.plan is None:
             self.set_model(model)
             self.on_train_begin()
@@ -119,11 +123,13 @@ class GammaFade(keras.callbacks.Callback):
         return self.plan
 
     def _scale(self, factor):
-        """Multiply the selected γ by `factor`, leaving the others as they are."""
+        """Multiply the selected γ (and β) by `factor`, leaving the others as they are."""
         for path, hit in self._masks.items():
-            gamma = self._bn[path].gamma
-            value = np.asarray(gamma)
-            gamma.assign(np.where(hit, value * factor, value).astype(value.dtype))
+            layer = self._bn[path]
+            faded = [layer.gamma] + ([layer.beta] if self.fade_beta and layer.center else [])
+            for variable in faded:
+                value = np.asarray(variable)
+                variable.assign(np.where(hit, value * factor, value).astype(value.dtype))
 
     @property
     def faded_channels(self):
