@@ -31,9 +31,9 @@ def define_flags():
     common.define_checkpoint_flags()
     common.define_distill_flags(default=True)
     flags.DEFINE_bool("pretrained", False, "The model starts trained (--model_path, "
-                      "--weights=imagenet): 1 sparsity epoch, learning rate 10× lower, no λ "
-                      "but --fade, unless given on the command line.")
-    flags.DEFINE_bool("fade", False, "Sparsity training fades the γ of the channels the "
+                      "--weights=imagenet): 1 sparsity epoch, a lower learning rate, no λ but "
+                      "--fade, 2 fine-tune epochs, unless given on the command line.")
+    flags.DEFINE_bool("fade", False, "Sparsity training fades the γ and β of the channels the "
                       "prune will remove to exactly 0 (keras_slim.GammaFade; needs no λ, "
                       "the default of --pretrained).")
     flags.DEFINE_integer("epochs", 2, "Sparsity-training epochs.", lower_bound=1)
@@ -165,7 +165,7 @@ def run(argv):
     after_path, faded_path = (os.path.join(out, n) for n in ("after.keras", "faded_plan.json"))
     slim = before = pruned = plan = after = None
 
-    fading = ", fading the channels to remove to γ = 0" if FLAGS.fade else ""
+    fading = ", fading the channels to remove to γ = β = 0" if FLAGS.fade else ""
     print(f"\n== 1/4 sparsity training: {FLAGS.model_path or FLAGS.model} on {FLAGS.dataset}, "
           f"λ={FLAGS.l1}{fading}")
     if state.done("sparsity"):

@@ -211,7 +211,7 @@ def test_slim_pretrained_fades_what_it_prunes_across_a_resume(killed_at, tmp_pat
     assert killed.returncode == 3, killed.stderr[-3000:]
     resumed = run_app("slim", *args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "λ=0.0, fading the channels to remove to γ = 0" in resumed.stdout
+    assert "λ=0.0, fading the channels to remove to γ = β = 0" in resumed.stdout
     assert f"resuming from the checkpoint at step {killed_at}" in resumed.stdout
     faded = ChannelPlan.load(str(out / "faded_plan.json"))
     assert faded.to_dict()["groups"] == ChannelPlan.load(str(out / "plan.json")).to_dict()["groups"]
