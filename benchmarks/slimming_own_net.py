@@ -102,6 +102,15 @@ def _overrides(variant):
     return {key.strip(): ast.literal_eval(value.strip()) for key, value in pairs}
 
 
+def _after_prune(result):
+    """How far the prune moved the accuracy from the sparsity-trained model's."""
+    report = result.report
+    if "accuracy_sparse" not in report:
+        return "no sparsity phase"
+    gap = 100 * (report["accuracy_pruned"] - report["accuracy_sparse"])
+    return f"{gap:+.2f} pt (goal: ≥ −1)"
+
+
 def _faded(result):
     sparsity = dict(result.histories).get("sparsity", {})
     faded = sparsity.get("faded_channels")
@@ -168,8 +177,10 @@ def main():
         f"- then `ks.slim(model, train, method=\"slimming\", ratio={args.ratio}, "
         f"validation_data=test, pretrained=True)`, nothing else set "
         f"({minutes['defaults']:.1f} min): the pretrained defaults "
-        f"{defaults(pretrained=True)}, then 1 fine-tune epoch with distillation, its "
-        f"learning rate cosine-decayed to 0"
+        f"{defaults(pretrained=True)}: the fade, then fine-tuning with distillation, its "
+        f"learning rate cosine-decayed to 0; right after the prune vs after sparsity "
+        f"training: "
+        f"{_after_prune(results['defaults'])}"
         + _faded(results["defaults"]),
         *[f"- `{name}`: the defaults with this changed ({minutes[name]:.1f} min)"
           + _faded(results[name]) for name in names[1:]],
