@@ -295,14 +295,15 @@ def with_progress(calibration, total, what="calibration"):
     return generator
 
 
-def compile_fn(steps_of_phase):
+def compile_fn(steps_of_phase, learning_rate=None):
     """Compile function for a training phase of `steps_of_phase` steps: SGD with
-    momentum (network_slimming.default_compile), cosine-decayed over the phase."""
+    momentum (network_slimming.default_compile) at `learning_rate` (None:
+    --learning_rate), cosine-decayed over the phase."""
     from keras_slim.compat import keras
     from keras_slim.slimming.pipeline import default_compile
 
     def compile_model(model):
-        lr = FLAGS.learning_rate
+        lr = FLAGS.learning_rate if learning_rate is None else learning_rate
         if FLAGS.lr_schedule == "cosine":
             lr = keras.optimizers.schedules.CosineDecay(lr, max(steps_of_phase, 1))
         return default_compile(model, lr)

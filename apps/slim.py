@@ -31,13 +31,16 @@ def define_flags():
     common.define_checkpoint_flags()
     common.define_distill_flags(default=True)
     flags.DEFINE_bool("pretrained", False, "The model starts trained (--model_path, "
-                      "--weights=imagenet): 1 sparsity epoch, a lower learning rate, no λ but "
-                      "--fade, 2 fine-tune epochs, unless given on the command line.")
+                      "--weights=imagenet): 1 sparsity epoch at a 10× lower learning rate, no λ "
+                      "but --fade, then longer fine-tuning at a higher rate, unless given on "
+                      "the command line.")
     flags.DEFINE_bool("fade", False, "Sparsity training fades the γ and β of the channels the "
                       "prune will remove to exactly 0 (keras_slim.GammaFade; needs no λ, "
                       "the default of --pretrained).")
     flags.DEFINE_integer("epochs", 2, "Sparsity-training epochs.", lower_bound=1)
     flags.DEFINE_integer("finetune_epochs", 1, "Fine-tuning epochs after pruning.", lower_bound=0)
+    flags.DEFINE_float("finetune_learning_rate", None, "Peak learning rate of the fine-tuning "
+                       "(default: --learning_rate; --pretrained: 0.02).", lower_bound=0.0)
     flags.DEFINE_float("l1", 5e-3, "λ of the L1 penalty on BN γ (the paper uses 1e-4 over 160 "
                        "epochs; short schedules need more).", lower_bound=0.0)
     flags.DEFINE_float("ratio", 0.6, "Share of channels to remove, in [0, 1).", lower_bound=0.0,
@@ -88,7 +91,7 @@ RUN_FLAGS = ("dataset", "local_data_dir", "train_take", "batch_size", "model",
              "learning_rate", "lr_schedule", "seed", "epochs", "finetune_epochs", "l1",
              "ratio", "round_to", "model_path", "weights", "replace_head", "image_size",
              "validation_split", "split_seed", "distill", "temperature", "alpha",
-             "pretrained", "fade")
+             "pretrained", "fade", "finetune_learning_rate")
 
 
 def apply_pretrained_defaults():
@@ -214,12 +217,13 @@ def run(argv):
         print(state.skip_message("finetune"))
     else:
         after = pruned or common.load_keras_model(pruned_path)
-        common.compile_fn(steps * FLAGS.finetune_epochs)(after)
+        common.compile_fn(steps * FLAGS.finetune_epochs, FLAGS.finetune_learning_rate)(after)
         trainer = after
         if FLAGS.distill:
             before = before or common.load_keras_model(before_path)
             trainer = common.distiller(after, before, "distill")
-            common.compile_fn(steps * FLAGS.finetune_epochs)(trainer)
+            common.compile_fn(steps * FLAGS.finetune_epochs,
+                              FLAGS.finetune_learning_rate)(trainer)
         if FLAGS.finetune_epochs:
             common.resumable_fit(trainer, train, FLAGS.finetune_epochs, state.checkpoint_dir("finetune"),
                        validation_data=test,

@@ -26,20 +26,21 @@ METHODS = ("slimming", "dce", "l1")
 # A trained model gets no λ: GammaFade fades the channels the prune will remove, which
 # needs no per-model tuning (one λ sparsified one net and left another untouched).
 # Without the fade, a trained model gets a 10× lower λ than training from scratch.
-# A pruned pretrained net recovers more with 2 fine-tune epochs at 0.02 than 1 at 0.005
-# (own net, 60% of channels: 92.22 vs 91.30%; benchmarks/results/slimming_own_net.md).
+# The pruned net is a new, smaller one: it fine-tunes at a higher rate than the fade,
+# which at 0.02 instead of 0.005 drops the faded net to 78% instead of 87% for the same
+# end point (own net, benchmarks/results/slimming_own_net.md, finetune_recovery.md).
 _DEFAULTS = {
     False: {"epochs": 2, "l1": 5e-3, "learning_rate": 0.05, "fade": False,
-            "finetune_epochs": 1},
-    True: {"epochs": 1, "l1": 0.0, "learning_rate": 0.02, "fade": True,
-           "finetune_epochs": 2},
+            "finetune_epochs": 1, "finetune_learning_rate": None},  # None: learning_rate
+    True: {"epochs": 1, "l1": 0.0, "learning_rate": 0.005, "fade": True,
+           "finetune_epochs": 2, "finetune_learning_rate": 0.02},
 }
 _PRETRAINED_L1_WITHOUT_FADE = 5e-4
 
 
 def defaults(pretrained, fade=None):
-    """{sparsity epochs, λ, learning rate, fade, fine-tune epochs} suited to a pretrained
-    model or to training from scratch (names as the apps' flags); fade=True/False
+    """{sparsity epochs, λ, learning rate, fade, fine-tune epochs and learning rate} suited
+    to a pretrained model or to training from scratch (names as the apps' flags); fade=True/False
     overrides the fade, and λ follows it (no λ with the fade)."""
     settings = dict(_DEFAULTS[bool(pretrained)])
     if fade is not None and fade != settings["fade"]:
@@ -73,7 +74,8 @@ def _accuracy(model, data):
 def slim(model, train_data, method="slimming", ratio=0.5, target=None,
          validation_data=None, distill=True, temperature=DEFAULT_TEMPERATURE,
          alpha=DEFAULT_ALPHA, pretrained=False, sparsity_epochs=None, finetune_epochs=None,
-         l1=None, learning_rate=None, fade=None, round_to=8, verbose=1, **plan_kwargs):
+         l1=None, learning_rate=None, finetune_learning_rate=None, fade=None, round_to=8,
+         verbose=1, **plan_kwargs):
     """Prune `model` and fine-tune it; `model` is not changed. Returns a SlimResult.
 
     method: "slimming" (γ-L1 sparsity training, prune by |γ|), "l1" (prune by filter L1
@@ -90,11 +92,13 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
         fade: the sparsity-trained one), with `temperature` and `alpha`
         (keras_slim.training.distillation). "slimming" and "l1" fine-tune with the
         learning rate cosine-decayed to 0 (keras_slim.training.anneal).
-    pretrained: pick defaults() for a trained model (1 sparsity epoch at a lower
+    pretrained: pick defaults() for a trained model (1 sparsity epoch at a 10× lower
         learning rate with no λ: the channels to remove fade to γ = β = 0, `GammaFade`;
-        2 fine-tune epochs) instead of from scratch (2 epochs of γ-L1, λ 5e-3; 1
-        fine-tune epoch); sparsity_epochs, finetune_epochs, l1, learning_rate and fade
-        override them. Other keyword arguments go to the plan (scope, min_fraction, ...).
+        fine-tuning longer at a higher rate than the fade) instead of from scratch (2
+        epochs of γ-L1, λ 5e-3, then 1 fine-tune epoch); sparsity_epochs,
+        finetune_epochs, l1, learning_rate, finetune_learning_rate and fade override
+        them. "dce" trains and fine-tunes at learning_rate. Other keyword arguments go
+        to the plan (scope, min_fraction, ...).
     """
     compat.ensure_model(model)
     if method not in METHODS:
@@ -107,8 +111,11 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
         finetune_epochs = settings["finetune_epochs"]
     l1 = settings["l1"] if l1 is None else l1
     fade = settings["fade"]
-    compile_fn = _compile_fn(settings["learning_rate"] if learning_rate is None
-                             else learning_rate)
+    learning_rate = settings["learning_rate"] if learning_rate is None else learning_rate
+    if finetune_learning_rate is None:
+        finetune_learning_rate = settings["finetune_learning_rate"] or learning_rate
+    compile_fn = _compile_fn(learning_rate)
+    finetune_compile_fn = _compile_fn(finetune_learning_rate)
     if target is not None:  # criteria.prune's cost target replaces the ratio
         plan_kwargs["target"], ratio = target, None
     distill_args = dict(distill=distill, temperature=temperature, alpha=alpha)
@@ -119,6 +126,7 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
 
         result = network_slimming(model, train_data, epochs, finetune_epochs, ratio, l1,
                                   compile_fn=compile_fn, verbose=verbose,
+                                  finetune_compile_fn=finetune_compile_fn,
                                   validation_data=validation_data, round_to=round_to,
                                   fade=fade, **distill_args, **plan_kwargs)
         small, plan, histories = result.model, result.plans[-1], result.histories
@@ -135,7 +143,7 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
         if validation_data is not None:
             stages["accuracy_pruned"] = _accuracy(compile_fn(small), validation_data)
         teacher = distillation.frozen_copy(model) if distill else None
-        small, history = finetune(small, train_data, finetune_epochs, compile_fn,
+        small, history = finetune(small, train_data, finetune_epochs, finetune_compile_fn,
                                   verbose=verbose, teacher=teacher, temperature=temperature,
                                   alpha=alpha)
         histories = [("finetune", history)]
@@ -148,9 +156,7 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
         result = run_dce(model, train_data, fraction=1.0 - ratio, epochs=epochs,
                          finetune_epochs=finetune_epochs,
                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                         optimizer=keras.optimizers.SGD(
-                             settings["learning_rate"] if learning_rate is None
-                             else learning_rate, momentum=0.9),
+                         optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9),
                          metrics=["accuracy"], round_to=round_to, verbose=verbose,
                          **distill_args)
         small, plan = result.model, result.plan

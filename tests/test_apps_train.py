@@ -213,6 +213,8 @@ def test_slim_pretrained_fades_what_it_prunes_across_a_resume(killed_at, tmp_pat
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "λ=0.0, fading the channels to remove to γ = β = 0" in resumed.stdout
     assert f"resuming from the checkpoint at step {killed_at}" in resumed.stdout
+    flags = json.loads((out / "state.json").read_text())["flags"]  # --pretrained's table
+    assert (flags["learning_rate"], flags["finetune_learning_rate"]) == (0.005, 0.02)
     faded = ChannelPlan.load(str(out / "faded_plan.json"))
     assert faded.to_dict()["groups"] == ChannelPlan.load(str(out / "plan.json")).to_dict()["groups"]
     slim = load_model(str(out / "sparsity.keras"))

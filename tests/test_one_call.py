@@ -79,6 +79,25 @@ def test_l1_method_prunes_fine_tunes_with_a_teacher_and_leaves_the_model_alone()
     assert all(layer.trainable for layer in model.layers)
 
 
+@pytest.mark.parametrize("method, pretrained, given, expected", [
+    ("l1", True, {}, 0.02), ("slimming", True, {}, 0.02),
+    ("l1", True, {"finetune_learning_rate": 0.01}, 0.01),
+    ("slimming", False, {"learning_rate": 0.03}, 0.03)])  # from scratch: learning_rate
+def test_the_fine_tune_runs_at_its_own_learning_rate(monkeypatch, method, pretrained, given,
+                                                     expected):
+    real, rates = steps.finetune, []
+
+    def spy(model, data, epochs, compile_fn, *args, **kwargs):
+        rates.append(float(compile_fn(_model()).optimizer.learning_rate))
+        return real(model, data, epochs, compile_fn, *args, **kwargs)
+
+    monkeypatch.setattr(steps, "finetune", spy)
+    ks.slim(_model(), _data(), method=method, ratio=0.5, round_to=1, verbose=0,
+            pretrained=pretrained, sparsity_epochs=1, finetune_epochs=1, distill=False,
+            **given)
+    assert rates == [pytest.approx(expected)]
+
+
 def test_target_is_forwarded_to_criteria_prune(monkeypatch):
     seen = {}
     real = criteria.prune

@@ -127,7 +127,7 @@ class SlimmingResult:
 
 def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio, l1=1e-4,
                      passes=1, scope="global", compile_fn=default_compile,
-                     validation_data=None, verbose=1, gamma_log_dir=None, proximal=False,
+                     finetune_compile_fn=None, validation_data=None, verbose=1, gamma_log_dir=None, proximal=False,
                      normalize=False, grow_l1=False, fade=False, calibration_data=None,
                      distill=False, temperature=DEFAULT_TEMPERATURE, alpha=DEFAULT_ALPHA,
                      **plan_kwargs):
@@ -142,6 +142,8 @@ def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio,
     distillation from that pass's sparsity-trained model (with fade=True, from the model
     the pass started from, since the fade already made the sparse model the pruned one;
     `temperature`, `alpha`: see keras_slim.training.distillation.distiller).
+
+    finetune_compile_fn: compiles the pruned model for fine-tuning (None: compile_fn).
 
     With validation_data, the accuracy right after each rebuild (before fine-tuning) is
     recorded with and without bias compensation.
@@ -181,8 +183,9 @@ def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio,
         teacher = distillation.frozen_copy(current if fader else slimming.strip(slim)) \
             if distill else None
         current, hist = finetune(slimming.strip(pruned), train_data, finetune_epochs,
-                                 compile_fn, validation_data, verbose=verbose,
-                                 teacher=teacher, temperature=temperature, alpha=alpha)
+                                 finetune_compile_fn or compile_fn, validation_data,
+                                 verbose=verbose, teacher=teacher, temperature=temperature,
+                                 alpha=alpha)
         result.histories.append(("finetune", hist))
     result.model = current
     return result
