@@ -38,9 +38,11 @@ def define_flags():
                       "prune will remove to exactly 0 (keras_slim.GammaFade; needs no λ, "
                       "the default of --pretrained).")
     flags.DEFINE_integer("epochs", 2, "Sparsity-training epochs.", lower_bound=1)
-    flags.DEFINE_integer("finetune_epochs", 1, "Fine-tuning epochs after pruning.", lower_bound=0)
+    flags.DEFINE_integer("finetune_epochs", 1, "Fine-tuning epochs after pruning (--pretrained: "
+                         "its defaults' value).", lower_bound=0)
     flags.DEFINE_float("finetune_learning_rate", None, "Peak learning rate of the fine-tuning "
-                       "(default: --learning_rate; --pretrained: 0.02).", lower_bound=0.0)
+                       "(default: --learning_rate; --pretrained without --learning_rate: its "
+                       "defaults' higher rate).", lower_bound=0.0)
     flags.DEFINE_float("l1", 5e-3, "λ of the L1 penalty on BN γ (the paper uses 1e-4 over 160 "
                        "epochs; short schedules need more).", lower_bound=0.0)
     flags.DEFINE_float("ratio", 0.6, "Share of channels to remove, in [0, 1).", lower_bound=0.0,
@@ -100,8 +102,11 @@ def apply_pretrained_defaults():
     from keras_slim.pipeline import defaults
 
     fade = FLAGS.fade if FLAGS["fade"].present else None
+    given = {name for name in defaults(pretrained=True) if name in FLAGS and FLAGS[name].present}
+    if "learning_rate" in given:  # a rate the user gave drives both phases
+        given.add("finetune_learning_rate")
     for name, value in defaults(pretrained=True, fade=fade).items():
-        if name in FLAGS and not FLAGS[name].present:
+        if name in FLAGS and name not in given:
             FLAGS[name].value = value
 
 
@@ -217,13 +222,13 @@ def run(argv):
         print(state.skip_message("finetune"))
     else:
         after = pruned or common.load_keras_model(pruned_path)
-        common.compile_fn(steps * FLAGS.finetune_epochs, FLAGS.finetune_learning_rate)(after)
+        compile_finetune = common.compile_fn(steps * FLAGS.finetune_epochs,
+                                             FLAGS.finetune_learning_rate)
+        compile_finetune(after)
         trainer = after
         if FLAGS.distill:
             before = before or common.load_keras_model(before_path)
-            trainer = common.distiller(after, before, "distill")
-            common.compile_fn(steps * FLAGS.finetune_epochs,
-                              FLAGS.finetune_learning_rate)(trainer)
+            trainer = compile_finetune(common.distiller(after, before, "distill"))
         if FLAGS.finetune_epochs:
             common.resumable_fit(trainer, train, FLAGS.finetune_epochs, state.checkpoint_dir("finetune"),
                        validation_data=test,

@@ -114,7 +114,7 @@ def _after_prune(result):
 def _faded(result):
     sparsity = dict(result.histories).get("sparsity", {})
     faded = sparsity.get("faded_channels")
-    return f"; {int(faded[-1]):,} BN channels faded to γ = 0" if faded else ""
+    return f"; {int(faded[-1]):,} BN channels faded to γ = β = 0" if faded else ""
 
 
 def main():

@@ -26,9 +26,9 @@ METHODS = ("slimming", "dce", "l1")
 # A trained model gets no λ: GammaFade fades the channels the prune will remove, which
 # needs no per-model tuning (one λ sparsified one net and left another untouched).
 # Without the fade, a trained model gets a 10× lower λ than training from scratch.
-# The pruned net is a new, smaller one: it fine-tunes at a higher rate than the fade,
-# which at 0.02 instead of 0.005 drops the faded net to 78% instead of 87% for the same
-# end point (own net, benchmarks/results/slimming_own_net.md, finetune_recovery.md).
+# A trained model fades at a low rate (at 0.02 instead of 0.005 the faded own net fell
+# to 78% instead of 87% for the same end point) and the pruned net, a new smaller one,
+# fine-tunes longer at a higher rate (benchmarks/results/slimming_own_net.md).
 _DEFAULTS = {
     False: {"epochs": 2, "l1": 5e-3, "learning_rate": 0.05, "fade": False,
             "finetune_epochs": 1, "finetune_learning_rate": None},  # None: learning_rate
@@ -97,8 +97,9 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
         fine-tuning longer at a higher rate than the fade) instead of from scratch (2
         epochs of γ-L1, λ 5e-3, then 1 fine-tune epoch); sparsity_epochs,
         finetune_epochs, l1, learning_rate, finetune_learning_rate and fade override
-        them. "dce" trains and fine-tunes at learning_rate. Other keyword arguments go
-        to the plan (scope, min_fraction, ...).
+        them; a learning_rate given alone is used for the fine-tune too. "dce" trains
+        and fine-tunes at learning_rate. Other keyword arguments go to the plan (scope,
+        min_fraction, ...).
     """
     compat.ensure_model(model)
     if method not in METHODS:
@@ -111,9 +112,14 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
         finetune_epochs = settings["finetune_epochs"]
     l1 = settings["l1"] if l1 is None else l1
     fade = settings["fade"]
+    if finetune_learning_rate is not None and method == "dce":
+        raise ValueError("finetune_learning_rate is not available with method='dce' "
+                         "(run_dce trains and fine-tunes with one optimizer); use "
+                         "learning_rate=.")
+    if finetune_learning_rate is None:  # a rate the caller gave drives both phases
+        finetune_learning_rate = learning_rate if learning_rate is not None else (
+            settings["finetune_learning_rate"] or settings["learning_rate"])
     learning_rate = settings["learning_rate"] if learning_rate is None else learning_rate
-    if finetune_learning_rate is None:
-        finetune_learning_rate = settings["finetune_learning_rate"] or learning_rate
     compile_fn = _compile_fn(learning_rate)
     finetune_compile_fn = _compile_fn(finetune_learning_rate)
     if target is not None:  # criteria.prune's cost target replaces the ratio

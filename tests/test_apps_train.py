@@ -198,8 +198,10 @@ def test_slim_resumes_in_its_finetune_phase_without_redoing_earlier_phases(tmp_p
 def test_slim_pretrained_fades_what_it_prunes_across_a_resume(killed_at, tmp_path):
     from keras_slim.core.graph import ChannelGraph
     from keras_slim.core.plan import ChannelPlan
+    from keras_slim.core.walk import iter_layers
     from keras_slim.serialization import load_model
     from keras_slim.slimming import gamma_scores
+    from keras_slim.slimming.layer import is_bn
 
     out = tmp_path / "slim"
     # 8 steps of sparsity training, the fade over the first 6; killed after step 4
@@ -223,6 +225,10 @@ def test_slim_pretrained_fades_what_it_prunes_across_a_resume(killed_at, tmp_pat
     for path, gamma in gamma_scores(slim).items():
         hit = np.isin(graph.channel_roots(path), removed)
         assert (gamma[hit] == 0).all() and (gamma[~hit] > 0).all(), path
+    for path, layer in iter_layers(slim):  # β faded too, also across the resume
+        if is_bn(layer):
+            beta = np.asarray(layer.beta)
+            assert (beta[np.isin(graph.channel_roots(path), removed)] == 0).all(), path
     # the "before" row and teacher is the model as it came, not the faded one
     before = gamma_scores(load_model(str(out / "before.keras")))
     assert all((before[path] > 0).all() for path in before)

@@ -1,4 +1,4 @@
-"""GammaFade: the channels the plan removes fade linearly to γ = 0, the others are left
+"""GammaFade: the channels the plan removes fade linearly to γ = β = 0, the others are left
 alone, and the prune after it is exact. Both flavours."""
 import numpy as np
 import pytest
@@ -175,6 +175,8 @@ def test_bad_arguments_and_unknown_length_are_clear_errors():
         S.GammaFade(_plan_fn(), interval=0)
     with pytest.raises(ValueError, match="start_step must be an integer >= 0"):
         S.GammaFade(_plan_fn(), start_step=-1)
+    with pytest.raises(ValueError, match="fade_beta must be True or False"):
+        S.GammaFade(_plan_fn(), fade_beta="no")
     model = residual_toy()
     model.compile(optimizer="sgd", loss=LOSS)
     unknown = tf.data.Dataset.from_tensor_slices((X, Y)).filter(lambda x, y: True).batch(8)

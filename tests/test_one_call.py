@@ -82,7 +82,8 @@ def test_l1_method_prunes_fine_tunes_with_a_teacher_and_leaves_the_model_alone()
 @pytest.mark.parametrize("method, pretrained, given, expected", [
     ("l1", True, {}, 0.02), ("slimming", True, {}, 0.02),
     ("l1", True, {"finetune_learning_rate": 0.01}, 0.01),
-    ("slimming", False, {"learning_rate": 0.03}, 0.03)])  # from scratch: learning_rate
+    ("l1", True, {"learning_rate": 0.001}, 0.001),  # a rate given alone drives both
+    ("slimming", False, {"learning_rate": 0.03}, 0.03)])
 def test_the_fine_tune_runs_at_its_own_learning_rate(monkeypatch, method, pretrained, given,
                                                      expected):
     real, rates = steps.finetune, []
@@ -96,6 +97,12 @@ def test_the_fine_tune_runs_at_its_own_learning_rate(monkeypatch, method, pretra
             pretrained=pretrained, sparsity_epochs=1, finetune_epochs=1, distill=False,
             **given)
     assert rates == [pytest.approx(expected)]
+
+
+def test_dce_has_no_separate_fine_tune_rate():
+    with pytest.raises(ValueError, match="finetune_learning_rate is not available with "
+                                         "method='dce'"):
+        ks.slim(_model(), _data(), method="dce", finetune_learning_rate=0.01, verbose=0)
 
 
 def test_target_is_forwarded_to_criteria_prune(monkeypatch):

@@ -33,7 +33,7 @@ class GammaFade(keras.callbacks.Callback):
     `fade_steps` (None: `fade_share` of the fit's remaining batches), each selected γ is
     scaled by (S − s)/(S − s_prev): a straight line from its value to 0 at batch S
     (s counts optimizer steps, so steps_per_execution > 1 works too). Afterwards
-    the selection is frozen and its γ are held at 0, so the rest of fit adapts to the
+    the selection is frozen and its γ and β are held at 0, so the rest of fit adapts to the
     pruned network. Works on plain and Slim BatchNormalization; needs no λ. fade_beta=False
     leaves β alone (the removed channels then emit act(β), folded by rebuild).
 
@@ -58,7 +58,10 @@ class GammaFade(keras.callbacks.Callback):
                                  f"Received: {value!r}")
         self.plan_fn, self.fade_share = plan_fn, float(fade_share)
         self.fade_steps, self.interval, self.verbose = fade_steps, interval, verbose
-        self.start_step, self.fade_beta = start_step, bool(fade_beta)
+        if not isinstance(fade_beta, bool):
+            raise ValueError(f"GammaFade: fade_beta must be True or False. Received: "
+                             f"{fade_beta!r}")
+        self.start_step, self.fade_beta = start_step, fade_beta
         self.plan, self.step = None, 0
 
     def on_train_begin(self, logs=None):
@@ -109,7 +112,7 @@ class GammaFade(keras.callbacks.Callback):
             factor = max(self._total - self.step, 0) / (self._total - before)
         self._scale(factor)
         if before < self._total <= self.step and self.verbose:
-            print(f"\nGammaFade: {self.faded_channels} BN channels at γ = 0 after "
+            print(f"\nGammaFade: {self.faded_channels} BN channels at γ = β = 0 after "
                   f"{self._total} batches")
 
     def settle(self, model):

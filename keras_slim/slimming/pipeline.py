@@ -127,15 +127,15 @@ class SlimmingResult:
 
 def network_slimming(model, train_data, sparsity_epochs, finetune_epochs, ratio, l1=1e-4,
                      passes=1, scope="global", compile_fn=default_compile,
-                     finetune_compile_fn=None, validation_data=None, verbose=1, gamma_log_dir=None, proximal=False,
+                     validation_data=None, verbose=1, gamma_log_dir=None, proximal=False,
                      normalize=False, grow_l1=False, fade=False, calibration_data=None,
                      distill=False, temperature=DEFAULT_TEMPERATURE, alpha=DEFAULT_ALPHA,
-                     **plan_kwargs):
+                     finetune_compile_fn=None, **plan_kwargs):
     """The whole loop; `model` is not changed. Returns a SlimmingResult.
 
     proximal / normalize: see sparsity_train; grow_l1=True grows λ from `l1` until the
-    share `ratio` of γ is near zero (sparsity_train(grow_to=ratio)). fade=True: the γ of
-    the channels this pass's plan removes fade to exactly 0 during sparsity training
+    share `ratio` of γ is near zero (sparsity_train(grow_to=ratio)). fade=True: the γ and
+    β of the channels this pass's plan removes fade to exactly 0 during sparsity training
     (`GammaFade`; no λ needed, pass l1=0 for the fade alone). calibration_data:
     batches whose per-channel means replace the removed channels (rebuild's data-aware
     compensation) instead of assuming γ = 0. distill: fine-tune each pass by

@@ -1,5 +1,5 @@
 """Distillation: a student (the pruned model fine-tuning, or the model whose channels fade
-to γ = 0) learns from the labels and from the unpruned or sparsity-trained model
+to γ = β = 0) learns from the labels and from the unpruned or sparsity-trained model
 (teacher) at once (Hinton et al., 2015).
 
     trainer = distiller(student, teacher, temperature=4.0, alpha=0.5)
