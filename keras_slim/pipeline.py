@@ -33,7 +33,7 @@ _DEFAULTS = {
     False: {"epochs": 2, "l1": 5e-3, "learning_rate": 0.05, "fade": False,
             "finetune_epochs": 1, "finetune_learning_rate": None},  # None: learning_rate
     True: {"epochs": 1, "l1": 0.0, "learning_rate": 0.005, "fade": True,
-           "finetune_epochs": 2, "finetune_learning_rate": 0.02},
+           "finetune_epochs": 3, "finetune_learning_rate": 0.02},
 }
 _PRETRAINED_L1_WITHOUT_FADE = 5e-4
 

@@ -71,8 +71,8 @@ def test_l1_method_prunes_fine_tunes_with_a_teacher_and_leaves_the_model_alone()
         float(pruned.evaluate(val, verbose=0, return_dict=True)["accuracy"]), abs=1e-6)
     assert "accuracy_sparse" not in result.report  # no sparsity phase in "l1"
     assert "distillation_loss" in result.histories[-1][1]
-    # a trained model's default: 2 fine-tune epochs (1 from scratch)
-    assert len(result.histories[-1][1]["loss"]) == 2 == ks.pipeline.defaults(True)[
+    # a trained model's default: 3 fine-tune epochs (1 from scratch)
+    assert len(result.histories[-1][1]["loss"]) == 3 == ks.pipeline.defaults(True)[
         "finetune_epochs"] > ks.pipeline.defaults(False)["finetune_epochs"]
     for w, w0 in zip(model.get_weights(), weights):
         np.testing.assert_array_equal(w, w0)
