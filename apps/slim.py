@@ -102,10 +102,11 @@ def apply_pretrained_defaults():
     from keras_slim.pipeline import defaults
 
     fade = FLAGS.fade if FLAGS["fade"].present else None
-    given = {name for name in defaults(pretrained=True) if name in FLAGS and FLAGS[name].present}
+    table = defaults(pretrained=True, fade=fade)
+    given = {name for name in table if name in FLAGS and FLAGS[name].present}
     if "learning_rate" in given:  # a rate the user gave drives both phases
         given.add("finetune_learning_rate")
-    for name, value in defaults(pretrained=True, fade=fade).items():
+    for name, value in table.items():
         if name in FLAGS and name not in given:
             FLAGS[name].value = value
 

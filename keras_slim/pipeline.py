@@ -40,8 +40,8 @@ _PRETRAINED_L1_WITHOUT_FADE = 5e-4
 
 def defaults(pretrained, fade=None):
     """{sparsity epochs, λ, learning rate, fade, fine-tune epochs and learning rate} suited
-    to a pretrained model or to training from scratch (names as the apps' flags); fade=True/False
-    overrides the fade, and λ follows it (no λ with the fade)."""
+    to a pretrained model or to training from scratch (names as the apps' flags);
+    fade=True/False overrides the fade, and λ follows it (no λ with the fade)."""
     settings = dict(_DEFAULTS[bool(pretrained)])
     if fade is not None and fade != settings["fade"]:
         settings["fade"] = bool(fade)

@@ -22,8 +22,9 @@ per runtime + processor (the cache key, keras_slim.latency.device.table_key):
 A grid's "ms" is a matrix over cin × cout; for a layer whose output width follows its
 input (depthwise, an activation) "cout" is null and "ms" a list over cin. Between grid
 points latency is interpolated linearly; below the smallest and above the largest, it
-scales in proportion to the width. A table imported from a device's benchmark_model profile has one point per
-layer (its widths in that model), so it scales in proportion to the channels.
+scales in proportion to the width. A table imported from a device's benchmark_model
+profile has one point per layer (its widths in that model), so it scales in proportion
+to the channels.
 
 Layers timed alone do not always add up to a whole model: on a CPU where the kernels are
 fast (an AMX Xeon at 32², int8) per-op costs inside the model dominate, and the untimed
