@@ -1,13 +1,33 @@
 #!/usr/bin/env bash
 # Sets up (scripts/setup.sh) and runs the test suite under Keras 3 and under tf_keras.
+# The two flavours run at the same time (much of a Keras test is single-threaded tracing,
+# so two processes share 2 cores well); each one's output is printed when it ends.
+# SERIAL=1 runs them one after the other, output live.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m slow`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 [ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh || exit 1
 export TF_CPP_MIN_LOG_LEVEL=2
+flavours=("Keras 3:0" "tf_keras (TF_USE_LEGACY_KERAS=1):1")
 status=0
-echo "=== pytest under Keras 3"
-TF_USE_LEGACY_KERAS=0 python3 -m pytest -q "$@" || status=1
-echo "=== pytest under tf_keras (TF_USE_LEGACY_KERAS=1)"
-TF_USE_LEGACY_KERAS=1 python3 -m pytest -q "$@" || status=1
+if [ "${SERIAL:-0}" = 1 ]; then
+    for flavour in "${flavours[@]}"; do
+        echo "=== pytest under ${flavour%:*}"
+        TF_USE_LEGACY_KERAS=${flavour##*:} python3 -m pytest -q "$@" || status=1
+    done
+    exit $status
+fi
+logs=$(mktemp -d)
+pids=()
+for flavour in "${flavours[@]}"; do
+    TF_USE_LEGACY_KERAS=${flavour##*:} python3 -m pytest -q "$@" \
+        > "$logs/${flavour##*:}.log" 2>&1 &
+    pids+=($!)
+done
+for i in "${!flavours[@]}"; do
+    wait "${pids[$i]}" || status=1
+    echo "=== pytest under ${flavours[$i]%:*}"
+    cat "$logs/${flavours[$i]##*:}.log"
+done
+rm -rf "$logs"
 exit $status
