@@ -17,6 +17,7 @@ and trained E + F epochs. Columns: accuracy of the sparsity-trained model, right
 pruning, after fine-tuning.
 """
 import argparse
+import json
 import os
 import time
 from types import SimpleNamespace
@@ -29,7 +30,8 @@ from benchmarks.dce_fashion_mnist import dce_row  # noqa: E402
 from benchmarks.suite_width import uniform_width  # noqa: E402
 from keras_slim import slimming  # noqa: E402
 from keras_slim.compat import keras  # noqa: E402
-from keras_slim.core import criteria, metrics  # noqa: E402
+from keras_slim.core import metrics  # noqa: E402
+from keras_slim.pipeline import defaults as ks_defaults, slim as ks_slim  # noqa: E402
 from keras_slim.slimming.pipeline import finetune, prune, sparsity_train  # noqa: E402
 from keras_slim.training import distillation  # noqa: E402
 from keras_slim.zoo import data  # noqa: E402
@@ -42,7 +44,10 @@ def _parse():
                         help="20k training images, 2 sparsity + 1 fine-tune epochs")
     parser.add_argument("--models", default="vgg_small,resnet20")
     parser.add_argument("--methods", default="L1,proximal,fade",
-                        help="sparsity methods: L1, proximal, fade (GammaFade per cut)")
+                        help="L1, proximal (sparsity training from scratch), fade "
+                             "(ks.slim(pretrained=True) on the baseline)")
+    parser.add_argument("--baseline_dir", default=None,
+                        help="keep each baseline here and reuse it on a rerun")
     parser.add_argument("--ratios", default="0.5,0.7", help="shares of channels removed")
     parser.add_argument("--macs", default="0.5", help="shares of MACs kept ('' for none)")
     parser.add_argument("--dce_fractions", default="0.5,0.3",
@@ -66,6 +71,11 @@ def _parse():
     args.train_examples = args.train_examples or 20000
     args.epochs = args.epochs or 2
     args.finetune_epochs = args.finetune_epochs or 1
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = set(args.methods) - {"L1", "proximal", "fade"}
+    if unknown:
+        parser.error(f"--methods: unknown {', '.join(sorted(unknown))}; "
+                     "choose from L1, proximal, fade")
     args.out = args.out or ("benchmarks/results/prune_accuracy_quick.md" if args.quick
                             else "benchmarks/results/prune_accuracy.md")
     return args
@@ -88,22 +98,38 @@ def _rows(name, args, train, test, x_cal, info):
         model.set_weights(initial)
         return model
 
-    def from_scratch(architecture, validation_data=None):
+    def from_scratch(architecture, epochs=E + F, validation_data=None):
         keras.utils.set_random_seed(0)
-        model = cosine_compile(steps * (E + F))(keras.models.clone_model(architecture))
-        history = model.fit(train, epochs=E + F, verbose=0, validation_data=validation_data)
+        model = cosine_compile(steps * epochs)(keras.models.clone_model(architecture))
+        history = model.fit(train, epochs=epochs, verbose=0, validation_data=validation_data)
         return model, history.history.get("val_accuracy", [])
 
     rows = []
     start = time.time()
-    base, curve = from_scratch(fresh(), validation_data=test)
+    cached = args.baseline_dir and os.path.join(args.baseline_dir, f"{name}_E{E}_F{F}.keras")
+    if cached and os.path.exists(cached):  # a rerun's baseline: same data, seed, epochs
+        base = keras.models.load_model(cached)
+        with open(cached + ".json") as f:
+            curve, seconds = json.load(f)
+    else:
+        base, curve = from_scratch(fresh(), validation_data=test)
+        seconds = time.time() - start
+        if cached:
+            os.makedirs(args.baseline_dir, exist_ok=True)
+            base.save(cached)
+            with open(cached + ".json", "w") as f:
+                json.dump([curve, seconds], f)
     rows.append({"row": "baseline", "epochs": E + F, "final": accuracy(base, test),
-                 "params": base.count_params(), "seconds": time.time() - start,
-                 "curve": curve})
+                 "params": base.count_params(), "seconds": seconds, "curve": curve})
     log(f"{name} baseline {rows[-1]['final']:.4f}, test accuracy per epoch "
         + " ".join(f"{a:.4f}" for a in curve))
     full_macs = metrics.profile(base)["macs"]
-    best_of = {}  # cut label -> (final, row, architecture, MACs ÷) of its best slimming row
+    best_of = {}  # cut label -> (final, row, architecture, MACs ÷, epochs) of its best row
+
+    def keep_best(cut, row, architecture):
+        if row["final"] > best_of.get(cut, (-1,))[0]:
+            best_of[cut] = (row["final"], row["row"], architecture, row["macs_ratio"],
+                            row["epochs"])
 
     def sparse_train(**kwargs):
         start = time.time()
@@ -132,8 +158,7 @@ def _rows(name, args, train, test, x_cal, info):
                      "seconds": sparse_seconds + time.time() - start})
         log(f"{name} {label}: sparse {sparse_acc:.4f}, after prune {after:.4f}, fine-tuned "
             f"{rows[-1]['final']:.4f}")
-        if rows[-1]["final"] > best_of.get(cut, (-1,))[0]:
-            best_of[cut] = (rows[-1]["final"], label, model, report["macs_ratio"])
+        keep_best(cut, rows[-1], model)
 
     for method, l1, proximal in (("L1", args.l1, False),
                                  ("proximal", args.proximal_l1, True)):
@@ -151,19 +176,30 @@ def _rows(name, args, train, test, x_cal, info):
                 pruned_row(f"{method} {cut}{suffix}", cut, slim, sparse, ratio, target,
                            calibrated=calibrated, teacher=teacher)
     if "fade" in args.methods:
-        # GammaFade (the library's pretrained default) from scratch, λ = 0: the channels
-        # the cut removes fade to γ = β = 0, so the prune is exact; the sparse model is
-        # already the pruned one, so its distillation row is taught by the baseline
+        # the library's pretrained path on the baseline: GammaFade (the cut's channels fade
+        # to γ = β = 0, so the prune is exact) then fine-tuning, with and without
+        # distillation from the baseline; its epochs add to the baseline's
+        settings = ks_defaults(pretrained=True)
+        extra = settings["epochs"] + settings["finetune_epochs"]
         for cut, ratio, target in _cuts(args):
-            fader = slimming.GammaFade(
-                lambda graph, ratio=ratio, target=target: criteria.criterion_plan(
-                    graph, "bn_gamma", ratio, target=target), verbose=0)
-            slim, *sparse = sparse_train(l1=0.0, callbacks=[fader])
-            for suffix, teacher in (("", None),
-                                    (" + distillation from the baseline",
-                                     distillation.frozen_copy(base))):
-                pruned_row(f"fade {cut}{suffix}", cut, slim, sparse, ratio, target,
-                           plan=fader.plan, teacher=teacher)
+            for distill in (False, True):
+                start = time.time()
+                keras.utils.set_random_seed(0)
+                result = ks_slim(base, train, ratio=ratio, target=target, pretrained=True,
+                                 validation_data=test, distill=distill, verbose=0)
+                report = result.report
+                label = f"fade {cut} (ks.slim pretrained)" + (
+                    " + distillation" if distill else "")
+                rows.append({"row": label, "epochs": E + F + extra,
+                             "sparse": report["accuracy_sparse"],
+                             "after": report["accuracy_pruned"],
+                             "final": report["accuracy_after"],
+                             "params": result.model.count_params(),
+                             "macs_ratio": report["macs_ratio"],
+                             "seconds": rows[0]["seconds"] + time.time() - start})
+                log(f"{name} {label}: faded {report['accuracy_sparse']:.4f}, after prune "
+                    f"{report['accuracy_pruned']:.4f}, fine-tuned {report['accuracy_after']:.4f}")
+                keep_best(cut, rows[-1], result.model)
     for p in args.dce_fractions:
         for distilled in (False, True):
             r = dce_row(initial, lambda: build_model(name, info), train, test, p, "cucb", 0,
@@ -175,18 +211,18 @@ def _rows(name, args, train, test, x_cal, info):
                          "seconds": r["seconds"]})
             log(f"{name} {rows[-1]['row']}: {r['after_rebuild']:.4f} -> {r['accuracy']:.4f}")
     width_context = SimpleNamespace(build=lambda _, **kw: build_model(name, info, **kw))
-    for cut, (_, label, architecture, macs_ratio) in best_of.items():
+    for cut, (_, label, architecture, macs_ratio, epochs) in best_of.items():
         start = time.time()
-        model, _ = from_scratch(architecture)
-        rows.append({"row": f"scratch, architecture of {label}", "epochs": E + F,
+        model, _ = from_scratch(architecture, epochs)
+        rows.append({"row": f"scratch, architecture of {label}", "epochs": epochs,
                      "final": accuracy(model, test), "params": model.count_params(),
                      "macs_ratio": macs_ratio, "seconds": time.time() - start})
         log(f"{name} {rows[-1]['row']}: {rows[-1]['final']:.4f}")
         start = time.time()
         narrow, width, macs = uniform_width(width_context, name, full_macs / macs_ratio)
-        model, _ = from_scratch(narrow)
+        model, _ = from_scratch(narrow, epochs)
         rows.append({"row": f"scratch, uniform width {width:.2f} (MACs of {cut})",
-                     "epochs": E + F, "final": accuracy(model, test),
+                     "epochs": epochs, "final": accuracy(model, test),
                      "params": model.count_params(), "macs_ratio": full_macs / macs,
                      "seconds": time.time() - start})
         log(f"{name} {rows[-1]['row']}: {rows[-1]['final']:.4f}")
