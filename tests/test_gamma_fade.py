@@ -272,3 +272,30 @@ def test_a_distilled_fade_fades_the_students_gamma_and_learns_from_the_teacher()
     assert history["distillation_loss"][-1] > 0
     for before, after in zip(taught, teacher.get_weights()):
         np.testing.assert_array_equal(before, after)
+
+
+def test_a_later_start_step_leaves_gamma_alone_until_then_and_ramps_from_there():
+    keras.utils.set_random_seed(0)
+    model = residual_toy()
+    _randomise_bn(model)
+    start = _gammas(model)
+    graph = ChannelGraph(model)
+    removed = np.array(sorted(_plan_fn()(graph).removed_roots(graph)))
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=LOSS)
+
+    def fade():
+        return S.GammaFade(_plan_fn(), fade_steps=4, interval=None, start_step=4, verbose=0)
+
+    # 3 batches, all before step 4: nothing scaled (not scaled up either)
+    with pytest.warns(UserWarning, match="after 0 of the 4 fade steps"):
+        model.fit(X[:24], Y[:24], batch_size=8, epochs=1, shuffle=False, verbose=0,
+                  callbacks=[fade()])
+    for name, gamma0 in start.items():
+        np.testing.assert_array_equal(_gammas(model)[name], gamma0)
+    # 3 more: the clock reaches 2 of the 4 ramp steps
+    model.fit(X[:24], Y[:24], batch_size=8, epochs=1, shuffle=False, verbose=0,
+              callbacks=[fade()])
+    for name, gamma0 in start.items():
+        hit = np.isin(graph.channel_roots(name), removed)
+        np.testing.assert_allclose(_gammas(model)[name],
+                                   np.where(hit, gamma0 * 2 / 4, gamma0), rtol=1e-5)

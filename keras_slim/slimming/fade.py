@@ -39,7 +39,9 @@ class GammaFade(keras.callbacks.Callback):
 
     The ramp's clock is the optimizer's iteration count minus `start_step` (None: its
     count when fit starts). Pass start_step=0 with a fresh optimizer to let a resumed fit
-    (optimizer restored from a checkpoint) continue the ramp where it stopped.
+    (optimizer restored from a checkpoint) continue the ramp where it stopped; a
+    start_step ahead of the count delays the fade: γ is left alone until then, and the
+    selection is made afresh when the ramp starts.
     """
 
     def __init__(self, plan_fn, fade_share=DEFAULT_FADE_SHARE, fade_steps=None, interval=50,
@@ -71,7 +73,7 @@ class GammaFade(keras.callbacks.Callback):
                     if is_bn(layer) and layer.scale}
         iterations = self._iterations()
         self._start = iterations if self.start_step is None else self.start_step
-        self.step = max(iterations - self._start, 0)
+        self.step = iterations - self._start  # < 0 while a later start_step waits
         self._total, self._last_selection = self.fade_steps, self.step
         self._select()
 
@@ -87,8 +89,9 @@ class GammaFade(keras.callbacks.Callback):
                     "be spread over it. Give the dataset a known length (e.g. "
                     "dataset.apply(tf.data.experimental.assert_cardinality(n))), pass "
                     "fade_steps= to GammaFade, or use fade=False with a λ.")
-            left = self.params.get("epochs", 1) - epoch
-            self._total = max(int(self.fade_share * per_epoch * left) + self.step, 1)
+            left = per_epoch * (self.params.get("epochs", 1) - epoch)
+            waiting = max(-self.step, 0)
+            self._total = max(int(self.fade_share * (left - waiting)) + max(self.step, 0), 1)
 
     def _select(self):
         self.plan = self.plan_fn(self._graph)
@@ -102,6 +105,11 @@ class GammaFade(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         # the optimizer's count, not callback calls: steps_per_execution > 1 calls less
         before, self.step = self.step, self._iterations() - self._start
+        if self.step < 0:
+            return  # start_step not reached yet
+        if before < 0:  # the ramp starts now: choose from the γ as they are
+            self._select()
+            self._last_selection = before = 0
         if before >= self._total:
             factor = 0.0  # the selection is frozen and held at 0
         else:
@@ -140,10 +148,11 @@ class GammaFade(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self.step < self._total:
+            done = max(self.step, 0)
             warnings.warn(
-                f"GammaFade: fit ended after {self.step} of the {self._total} fade steps; "
+                f"GammaFade: fit ended after {done} of the {self._total} fade steps; "
                 f"the {self.faded_channels} channels to remove keep "
-                f"{1 - self.step / self._total:.0%} of their γ, so removing them changes "
+                f"{1 - done / self._total:.0%} of their γ, so removing them changes "
                 "the model. Train longer or lower fade_share / fade_steps.", stacklevel=2)
 
     def on_epoch_end(self, epoch, logs=None):
