@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up (scripts/setup.sh) and runs the test suite under Keras 3 and under tf_keras.
 # The two flavours run at the same time (much of a Keras test is single-threaded tracing,
-# so two processes share 2 cores well); each one's output is printed when it ends.
+# so two processes share 2 cores well); each one's output is printed when it has
+# ended, Keras 3 first.
 # SERIAL=1 runs them one after the other, output live.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m slow`.
 set -uo pipefail
@@ -17,8 +18,12 @@ if [ "${SERIAL:-0}" = 1 ]; then
     done
     exit $status
 fi
-logs=$(mktemp -d)
+logs=$(mktemp -d) || exit 1
 pids=()
+# background jobs ignore Ctrl-C: stop them with the script
+trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$logs"' EXIT
+trap 'exit 130' INT TERM
+echo "pytest under Keras 3 and tf_keras, output in $logs until each ends"
 for flavour in "${flavours[@]}"; do
     TF_USE_LEGACY_KERAS=${flavour##*:} python3 -m pytest -q "$@" \
         > "$logs/${flavour##*:}.log" 2>&1 &
@@ -29,5 +34,4 @@ for i in "${!flavours[@]}"; do
     echo "=== pytest under ${flavours[$i]%:*}"
     cat "$logs/${flavours[$i]##*:}.log"
 done
-rm -rf "$logs"
 exit $status

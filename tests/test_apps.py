@@ -76,7 +76,7 @@ def test_every_app_imports_and_defines_its_flags_in_one_process():
 
 
 def test_helpfull_explains_the_flags():
-    result = run_app("slim", "--helpfull", timeout=120)  # absl exits 1 after help
+    result = run_app("slim", "--helpfull", timeout=300)  # absl exits 1 after help
     for flag in ("--dataset", "--model", "--ratio", "--l1", "--output_dir", "--flagfile"):
         assert flag in result.stdout
 
@@ -140,6 +140,6 @@ def test_other_apps_reject_bad_flags(app_name, args, flag):
 
 
 def test_bad_flags_in_a_subprocess_give_usage_not_a_traceback():
-    result = run_app("prune", "--model_path=/dev/null", "--ratio=1.5", timeout=120)
+    result = run_app("prune", "--model_path=/dev/null", "--ratio=1.5", timeout=300)
     assert result.returncode != 0
     assert "--ratio" in result.stderr and "Traceback" not in result.stderr

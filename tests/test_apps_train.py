@@ -87,7 +87,7 @@ def test_finished_run_is_not_redone_and_changed_flags_are_refused(dce_run):
     assert again.returncode == 0, again.stderr[-2000:]
     assert "finished in an earlier run, skipped" in again.stdout
     other = run_app("train", "--method=dce", "--epochs=3", "--fraction=0.5",
-                    "--warmup_steps=2", f"--output_dir={out}", *TINY, timeout=120)
+                    "--warmup_steps=2", f"--output_dir={out}", *TINY, timeout=300)
     assert other.returncode != 0
     assert "--epochs=2" in other.stderr and "Traceback" not in other.stderr
 
@@ -249,7 +249,7 @@ def test_bad_flags_are_usage_errors_naming_the_flag(app_name, args, flag, tmp_pa
     for name in ("m.tflite", "m.h5"):
         (tmp_path / name).write_bytes(b"")
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    result = run_app(app_name, *args, timeout=120)
+    result = run_app(app_name, *args, timeout=300)
     assert result.returncode != 0
     assert flag in result.stderr and "Traceback" not in result.stderr
 
@@ -257,7 +257,7 @@ def test_bad_flags_are_usage_errors_naming_the_flag(app_name, args, flag, tmp_pa
 def test_prune_by_dce_needs_the_bandit_state(tmp_path):
     model = tmp_path / "model.keras"
     model.write_bytes(b"")  # never read: the missing state is reported first
-    result = run_app("prune", f"--model_path={model}", "--criterion=dce", timeout=120)
+    result = run_app("prune", f"--model_path={model}", "--criterion=dce", timeout=300)
     assert result.returncode != 0
     assert "--bandit_state" in result.stderr and "Traceback" not in result.stderr
 

@@ -234,7 +234,7 @@ def test_unprepared_dataset_download_fails_fast(tmp_path, monkeypatch):
     start = time.monotonic()
     with pytest.raises(data.DatasetUnavailableError, match="cifar10.*cannot reach"):
         data.load("cifar10", data_dir=str(tmp_path), download=True)
-    assert time.monotonic() - start < 10
+    assert time.monotonic() - start < 30  # not tfds' minutes of retries
 
 
 def test_download_failure_is_wrapped(tmp_path, monkeypatch):
