@@ -6,15 +6,19 @@ net of equal MACs trained from scratch with the same total number of epochs.
     python -m benchmarks.prune_accuracy --quick     # 20k images, 2 + 1 epochs (CI-sized)
     python -m benchmarks.prune_accuracy --train_examples 60000 --epochs E --finetune_epochs F
 
-Rows per model: baseline (E + F epochs); plain L1 and proximal sparsity training (E
-epochs, one run per method shared by the cuts: each --ratios share of channels and each
---macs share of MACs kept), pruned by global |γ| (γ = 0 compensation), then for the
-proximal run also with the calibration mean (rebuild(calibration_data=...)) and with
-that plus distillation from the sparse model, fine-tuned F epochs; DCE (CUCB, E + F)
-at each --dce_fractions, with and without distillation; per cut, the proximal +
-calibration architecture and a uniform-width net of about its MACs, both re-initialised
-and trained E + F epochs. Columns: accuracy of the sparsity-trained model, right after
-pruning, after fine-tuning.
+Rows per model (--methods picks among L1, proximal, fade): baseline (E + F epochs,
+test accuracy per epoch, --baseline_dir keeps it for a rerun); plain L1 and proximal
+sparsity training from scratch (E epochs, one run per method shared by the cuts: each
+--ratios share of channels and each --macs share of MACs kept), pruned by global |γ|
+(γ = 0 compensation), then for the proximal run also with the calibration mean
+(rebuild(calibration_data=...)) and with that plus distillation from the sparse model,
+fine-tuned F epochs; fade: the library's pretrained path, ks.slim(pretrained=True) on
+the baseline, with and without distillation from it (its epochs add to the baseline's);
+DCE (CUCB, E + F) at each --dce_fractions, with and without distillation; per cut, the
+architecture of its best row and a uniform-width net of about its MACs, both
+re-initialised and trained from scratch for as many epochs as that row had in all.
+Columns: accuracy of the sparsity-trained (for fade: faded) model, right after pruning,
+after fine-tuning.
 """
 import argparse
 import json
