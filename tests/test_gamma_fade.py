@@ -185,7 +185,8 @@ def test_bad_arguments_and_unknown_length_are_clear_errors():
                   callbacks=[S.GammaFade(_plan_fn(), verbose=0)])
 
 
-def test_a_resumed_fit_continues_the_ramp_from_the_optimizer_count():
+def _toy_at_learning_rate_zero():
+    """A toy whose γ only the fade changes: (model, its γ, graph, removed channel roots)."""
     keras.utils.set_random_seed(0)
     model = residual_toy()
     _randomise_bn(model)
@@ -193,6 +194,11 @@ def test_a_resumed_fit_continues_the_ramp_from_the_optimizer_count():
     graph = ChannelGraph(model)
     removed = np.array(sorted(_plan_fn()(graph).removed_roots(graph)))
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss=LOSS)
+    return model, start, graph, removed
+
+
+def test_a_resumed_fit_continues_the_ramp_from_the_optimizer_count():
+    model, start, graph, removed = _toy_at_learning_rate_zero()
     # 2 of 8 ramp steps, then a "resumed" fit with a new callback: 4 more
     model.fit(X[:16], Y[:16], batch_size=8, epochs=1, shuffle=False, verbose=0,
               callbacks=[S.GammaFade(_plan_fn(), fade_steps=8, interval=None,
@@ -275,13 +281,7 @@ def test_a_distilled_fade_fades_the_students_gamma_and_learns_from_the_teacher()
 
 
 def test_a_later_start_step_leaves_gamma_alone_until_then_and_ramps_from_there():
-    keras.utils.set_random_seed(0)
-    model = residual_toy()
-    _randomise_bn(model)
-    start = _gammas(model)
-    graph = ChannelGraph(model)
-    removed = np.array(sorted(_plan_fn()(graph).removed_roots(graph)))
-    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=LOSS)
+    model, start, graph, removed = _toy_at_learning_rate_zero()
 
     def fade():
         return S.GammaFade(_plan_fn(), fade_steps=4, interval=None, start_step=4, verbose=0)
