@@ -20,8 +20,10 @@ if [ "${SERIAL:-0}" = 1 ]; then
 fi
 logs=$(mktemp -d) || exit 1
 pids=()
-# background jobs ignore Ctrl-C: stop them with the script
-trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$logs"' EXIT
+# background jobs ignore Ctrl-C: stop them, and the apps their tests started, with the
+# script (set -m gives each run its own process group)
+set -m
+trap 'for pid in "${pids[@]}"; do kill -- "-$pid" 2>/dev/null; done; rm -rf "$logs"' EXIT
 trap 'exit 130' INT TERM
 echo "pytest under Keras 3 and tf_keras, output in $logs until each ends"
 for flavour in "${flavours[@]}"; do
