@@ -140,35 +140,32 @@ def _rows(name, args, train, test, x_cal, info):
         keras.utils.set_random_seed(0)
         slim, _ = sparsity_train(fresh(), train, E, compile_fn=cosine_compile(steps * E),
                                  verbose=0, **kwargs)
-        return slim, accuracy(slim, test), time.time() - start
+        return slim, {"sparse": accuracy(slim, test), "seconds": time.time() - start,
+                      "zeros": slimming.sparsity_summary(slim, threshold=1e-12)["overall"][
+                          "share"],
+                      "small": slimming.sparsity_summary(slim)["overall"]["share"]}
 
-    def pruned_row(label, cut, slim, sparse, ratio, target, plan=None, calibrated=False,
-                   teacher=None):
+    def pruned_row(label, cut, slim, sparse, ratio, target, calibrated=False, teacher=None):
         """Prune `slim`, fine-tune F epochs; one row, and the cut's best architecture."""
-        sparse_acc, sparse_seconds = sparse
         start = time.time()
-        pruned, _, report = prune(slim, ratio, plan=plan,
-                                  calibration_data=x_cal if calibrated else None,
-                                  **({"target": target} if target and not plan else {}))
+        pruned, _, report = prune(slim, ratio, target=target,
+                                  calibration_data=x_cal if calibrated else None)
         after = accuracy(cosine_compile(1)(pruned), test)
         model, _ = finetune(slimming.strip(pruned), train, F,
                             compile_fn=cosine_compile(steps * F), verbose=0, teacher=teacher)
-        rows.append({"row": label, "epochs": E + F, "sparse": sparse_acc,
-                     "zeros": slimming.sparsity_summary(slim, threshold=1e-12)["overall"][
-                         "share"],
-                     "small": slimming.sparsity_summary(slim)["overall"]["share"],
-                     "after": after, "final": accuracy(model, test),
-                     "params": model.count_params(), "macs_ratio": report["macs_ratio"],
-                     "seconds": sparse_seconds + time.time() - start})
-        log(f"{name} {label}: sparse {sparse_acc:.4f}, after prune {after:.4f}, fine-tuned "
-            f"{rows[-1]['final']:.4f}")
+        rows.append({"row": label, "epochs": E + F, **sparse, "after": after,
+                     "final": accuracy(model, test), "params": model.count_params(),
+                     "macs_ratio": report["macs_ratio"],
+                     "seconds": sparse["seconds"] + time.time() - start})
+        log(f"{name} {label}: sparse {sparse['sparse']:.4f}, after prune {after:.4f}, "
+            f"fine-tuned {rows[-1]['final']:.4f}")
         keep_best(cut, rows[-1], model)
 
     for method, l1, proximal in (("L1", args.l1, False),
                                  ("proximal", args.proximal_l1, True)):
         if method not in args.methods:
             continue
-        slim, *sparse = sparse_train(l1=l1, proximal=proximal)
+        slim, sparse = sparse_train(l1=l1, proximal=proximal)
         # plain L1 as the paper does it; the proximal step, then + calibration means,
         # then + distillation from the sparse model, each on top of the one before
         variants = [("", False, False)] if not proximal else \
