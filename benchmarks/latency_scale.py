@@ -19,6 +19,7 @@ every model.
 """
 import argparse
 import os
+import tempfile
 import time
 
 import numpy as np
@@ -37,7 +38,8 @@ from keras_slim.latency.probe import timing_rounds, timing_tflite
 from keras_slim.zoo import models
 
 OUT = os.path.join(common.RESULTS, "latency_scale.md")
-CACHE = os.path.join("/tmp", "keras_slim_latency_scale_table.json")
+# the system temp dir: a rerun on this machine reuses the timings, a fresh one measures
+CACHE = os.path.join(tempfile.gettempdir(), "keras_slim_latency_scale_table.json")
 # 1 and 2 threads: this machine has 2 cores, so 4 threads would time the OS scheduler.
 CONFIGS = [(1, True), (2, True), (1, False), (2, False)]  # (threads, xnnpack)
 
