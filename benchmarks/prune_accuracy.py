@@ -7,7 +7,7 @@ net of equal MACs trained from scratch with the same total number of epochs.
     python -m benchmarks.prune_accuracy --train_examples 60000 --epochs E --finetune_epochs F
 
 Rows per model (--methods picks among L1, proximal, fade): baseline (E + F epochs,
-test accuracy per epoch, --baseline_dir keeps it for a rerun); plain L1 and proximal
+test accuracy per epoch); plain L1 and proximal
 sparsity training from scratch (E epochs, one run per method shared by the cuts: each
 --ratios share of channels and each --macs share of MACs kept), pruned by global |γ|
 (γ = 0 compensation), then for the proximal run also with the calibration mean
@@ -19,9 +19,12 @@ architecture of its best row and a uniform-width net of about its MACs, both
 re-initialised and trained from scratch for as many epochs as that row had in all.
 Columns: accuracy of the sparsity-trained (for fade: faded) model, right after pruning,
 after fine-tuning.
+
+A full run takes many hours on a CPU: --cache_dir keeps every finished step, so the same
+command run again (after a stop, or with more --methods) resumes where it stopped.
 """
 import argparse
-import json
+import functools
 import os
 import time
 from types import SimpleNamespace
@@ -31,6 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from benchmarks.common import (  # noqa: E402
     accuracy, build_model, cosine_compile, log, machine, run_header, write_text)
 from benchmarks.dce_fashion_mnist import dce_row  # noqa: E402
+from benchmarks.run_cache import RunCache  # noqa: E402
 from benchmarks.suite_width import uniform_width  # noqa: E402
 from keras_slim import slimming  # noqa: E402
 from keras_slim.compat import keras  # noqa: E402
@@ -50,8 +54,9 @@ def _parse():
     parser.add_argument("--methods", default="L1,proximal,fade",
                         help="L1, proximal (sparsity training from scratch), fade "
                              "(ks.slim(pretrained=True) on the baseline)")
-    parser.add_argument("--baseline_dir", default=None,
-                        help="keep each baseline here and reuse it on a rerun")
+    parser.add_argument("--cache_dir", default=None,
+                        help="keep each finished step (baseline, sparse models, rows) here; "
+                             "a rerun with the same settings resumes where it stopped")
     parser.add_argument("--ratios", default="0.5,0.7", help="shares of channels removed")
     parser.add_argument("--macs", default="0.5", help="shares of MACs kept ('' for none)")
     parser.add_argument("--dce_fractions", default="0.5,0.3",
@@ -91,7 +96,7 @@ def _cuts(args):
         [(f"{m:.0%} MACs", None, {"macs": m}) for m in args.macs]
 
 
-def _rows(name, args, train, test, x_cal, info):
+def _rows(name, args, train, test, x_cal, info, cache):
     E, F = args.epochs, args.finetune_epochs
     steps = int(train.cardinality())
     keras.utils.set_random_seed(0)
@@ -108,27 +113,34 @@ def _rows(name, args, train, test, x_cal, info):
         history = model.fit(train, epochs=epochs, verbose=0, validation_data=validation_data)
         return model, history.history.get("val_accuracy", [])
 
+    def step(key, make, keep_model=False):
+        """(record, model loader) of one step: run, make() -> (record, model), or read
+        back from the cache, its model loaded only when asked for."""
+        key = f"{name} {key}"
+        record = cache.record(key)
+        if record is None:
+            record, model = make()
+            cache.keep(key, record, model if keep_model else None)
+            return record, lambda: model
+        log(f"{key}: kept from an earlier run")
+        return record, functools.lru_cache(maxsize=None)(lambda: cache.model(key))
+
     rows = []
-    start = time.time()
-    cached = args.baseline_dir and os.path.join(args.baseline_dir, f"{name}_E{E}_F{F}.keras")
-    if cached and os.path.exists(cached):  # a rerun's baseline: same data, seed, epochs
-        base = keras.models.load_model(cached)
-        with open(cached + ".json") as f:
-            curve, seconds = json.load(f)
-    else:
+
+    def make_baseline():
+        start = time.time()
         base, curve = from_scratch(fresh(), validation_data=test)
-        seconds = time.time() - start
-        if cached:
-            os.makedirs(args.baseline_dir, exist_ok=True)
-            base.save(cached)
-            with open(cached + ".json", "w") as f:
-                json.dump([curve, seconds], f)
-    rows.append({"row": "baseline", "epochs": E + F, "final": accuracy(base, test),
-                 "params": base.count_params(), "seconds": seconds, "curve": curve})
-    log(f"{name} baseline {rows[-1]['final']:.4f}, test accuracy per epoch "
-        + " ".join(f"{a:.4f}" for a in curve))
+        return {"row": "baseline", "epochs": E + F, "final": accuracy(base, test),
+                "params": base.count_params(), "seconds": time.time() - start,
+                "curve": curve}, base
+
+    record, base = step("baseline", make_baseline, keep_model=True)
+    base = base()
+    rows.append(record)
+    log(f"{name} baseline {record['final']:.4f}, test accuracy per epoch "
+        + " ".join(f"{a:.4f}" for a in record["curve"]))
     full_macs = metrics.profile(base)["macs"]
-    best_of = {}  # cut label -> (final, row, architecture, MACs ÷, epochs) of its best row
+    best_of = {}  # cut label -> (final, row, architecture loader, MACs ÷, epochs) of its best
 
     def keep_best(cut, row, architecture):
         if row["final"] > best_of.get(cut, (-1,))[0]:
@@ -140,32 +152,39 @@ def _rows(name, args, train, test, x_cal, info):
         keras.utils.set_random_seed(0)
         slim, _ = sparsity_train(fresh(), train, E, compile_fn=cosine_compile(steps * E),
                                  verbose=0, **kwargs)
-        return slim, {"sparse": accuracy(slim, test), "seconds": time.time() - start,
-                      "zeros": slimming.sparsity_summary(slim, threshold=1e-12)["overall"][
-                          "share"],
-                      "small": slimming.sparsity_summary(slim)["overall"]["share"]}
+        return {"sparse": accuracy(slim, test), "seconds": time.time() - start,
+                "zeros": slimming.sparsity_summary(slim, threshold=1e-12)["overall"]["share"],
+                "small": slimming.sparsity_summary(slim)["overall"]["share"]}, slim
 
     def pruned_row(label, cut, slim, sparse, ratio, target, calibrated=False, teacher=None):
-        """Prune `slim`, fine-tune F epochs; one row, and the cut's best architecture."""
-        start = time.time()
-        pruned, _, report = prune(slim, ratio, target=target,
-                                  calibration_data=x_cal if calibrated else None)
-        after = accuracy(cosine_compile(1)(pruned), test)
-        model, _ = finetune(slimming.strip(pruned), train, F,
-                            compile_fn=cosine_compile(steps * F), verbose=0, teacher=teacher)
-        rows.append({"row": label, "epochs": E + F, **sparse, "after": after,
-                     "final": accuracy(model, test), "params": model.count_params(),
-                     "macs_ratio": report["macs_ratio"],
-                     "seconds": sparse["seconds"] + time.time() - start})
-        log(f"{name} {label}: sparse {sparse['sparse']:.4f}, after prune {after:.4f}, "
-            f"fine-tuned {rows[-1]['final']:.4f}")
-        keep_best(cut, rows[-1], model)
+        """Prune the sparse model `slim()`, fine-tune F epochs; one row, and the cut's best
+        architecture."""
+        def make():
+            start = time.time()
+            keras.utils.set_random_seed(0)
+            pruned, _, report = prune(slim(), ratio, target=target,
+                                      calibration_data=x_cal if calibrated else None)
+            after = accuracy(cosine_compile(1)(pruned), test)
+            model, _ = finetune(slimming.strip(pruned), train, F,
+                                compile_fn=cosine_compile(steps * F), verbose=0,
+                                teacher=teacher() if teacher else None)
+            return {"row": label, "epochs": E + F, **sparse, "after": after,
+                    "final": accuracy(model, test), "params": model.count_params(),
+                    "macs_ratio": report["macs_ratio"],
+                    "seconds": sparse["seconds"] + time.time() - start}, model
+
+        record, model = step(label, make, keep_model=True)
+        rows.append(record)
+        log(f"{name} {label}: sparse {record['sparse']:.4f}, after prune "
+            f"{record['after']:.4f}, fine-tuned {record['final']:.4f}")
+        keep_best(cut, record, model)
 
     for method, l1, proximal in (("L1", args.l1, False),
                                  ("proximal", args.proximal_l1, True)):
         if method not in args.methods:
             continue
-        slim, sparse = sparse_train(l1=l1, proximal=proximal)
+        sparse, slim = step(f"{method} sparsity training",
+                            lambda: sparse_train(l1=l1, proximal=proximal), keep_model=True)
         # plain L1 as the paper does it; the proximal step, then + calibration means,
         # then + distillation, each on top of the one before. The teacher is the baseline:
         # the sparse model (the library's from-scratch teacher) lowered this row by 1.2 pt
@@ -175,7 +194,7 @@ def _rows(name, args, train, test, x_cal, info):
              (" + calibration + distillation from the baseline", True, True)]
         for cut, ratio, target in _cuts(args):
             for suffix, calibrated, distilled in variants:
-                teacher = distillation.frozen_copy(base) if distilled else None
+                teacher = (lambda: distillation.frozen_copy(base)) if distilled else None
                 pruned_row(f"{method} {cut}{suffix}", cut, slim, sparse, ratio, target,
                            calibrated=calibrated, teacher=teacher)
     if "fade" in args.methods:
@@ -186,49 +205,68 @@ def _rows(name, args, train, test, x_cal, info):
         extra = settings["epochs"] + settings["finetune_epochs"]
         for cut, ratio, target in _cuts(args):
             for distill in (False, True):
-                start = time.time()
-                keras.utils.set_random_seed(0)
-                result = ks_slim(base, train, ratio=ratio, target=target, pretrained=True,
-                                 validation_data=test, distill=distill, verbose=0)
-                report = result.report
                 label = f"fade {cut} (ks.slim pretrained)" + (
                     " + distillation" if distill else "")
-                rows.append({"row": label, "epochs": E + F + extra,
-                             "sparse": report["accuracy_sparse"],
-                             "after": report["accuracy_pruned"],
-                             "final": report["accuracy_after"],
-                             "params": result.model.count_params(),
-                             "macs_ratio": report["macs_ratio"],
-                             "seconds": rows[0]["seconds"] + time.time() - start})
-                log(f"{name} {label}: faded {report['accuracy_sparse']:.4f}, after prune "
-                    f"{report['accuracy_pruned']:.4f}, fine-tuned {report['accuracy_after']:.4f}")
-                keep_best(cut, rows[-1], result.model)
+
+                def make():
+                    start = time.time()
+                    keras.utils.set_random_seed(0)
+                    result = ks_slim(base, train, ratio=ratio, target=target,
+                                     pretrained=True, validation_data=test,
+                                     distill=distill, verbose=0)
+                    report = result.report
+                    return {"row": label, "epochs": E + F + extra,
+                            "sparse": report["accuracy_sparse"],
+                            "after": report["accuracy_pruned"],
+                            "final": report["accuracy_after"],
+                            "params": result.model.count_params(),
+                            "macs_ratio": report["macs_ratio"],
+                            "seconds": rows[0]["seconds"] + time.time() - start}, result.model
+
+                record, model = step(label, make, keep_model=True)
+                rows.append(record)
+                log(f"{name} {label}: faded {record['sparse']:.4f}, after prune "
+                    f"{record['after']:.4f}, fine-tuned {record['final']:.4f}")
+                keep_best(cut, record, model)
     for p in args.dce_fractions:
         for distilled in (False, True):
-            r = dce_row(initial, lambda: build_model(name, info), train, test, p, "cucb", 0,
-                        E, F, args.dce_warmup_steps, 0, recalibration_steps=20,
-                        distill=distilled)
-            rows.append({"row": f"DCE p = {p:g}" + (" + distillation" if distilled else ""),
-                         "epochs": E + F, "after": r["after_rebuild"], "final": r["accuracy"],
-                         "params": r["params"], "macs_ratio": full_macs / r["macs"],
-                         "seconds": r["seconds"]})
-            log(f"{name} {rows[-1]['row']}: {r['after_rebuild']:.4f} -> {r['accuracy']:.4f}")
+            label = f"DCE p = {p:g}" + (" + distillation" if distilled else "")
+
+            def make():
+                r = dce_row(initial, lambda: build_model(name, info), train, test, p, "cucb",
+                            0, E, F, args.dce_warmup_steps, 0, recalibration_steps=20,
+                            distill=distilled)
+                return {"row": label, "epochs": E + F, "after": r["after_rebuild"],
+                        "final": r["accuracy"], "params": r["params"],
+                        "macs_ratio": full_macs / r["macs"], "seconds": r["seconds"]}, None
+
+            record, _ = step(label, make)
+            rows.append(record)
+            log(f"{name} {label}: {record['after']:.4f} -> {record['final']:.4f}")
     width_context = SimpleNamespace(build=lambda _, **kw: build_model(name, info, **kw))
     for cut, (_, label, architecture, macs_ratio, epochs) in best_of.items():
-        start = time.time()
-        model, _ = from_scratch(architecture, epochs)
-        rows.append({"row": f"scratch, architecture of {label}", "epochs": epochs,
-                     "final": accuracy(model, test), "params": model.count_params(),
-                     "macs_ratio": macs_ratio, "seconds": time.time() - start})
-        log(f"{name} {rows[-1]['row']}: {rows[-1]['final']:.4f}")
-        start = time.time()
-        narrow, width, macs = uniform_width(width_context, name, full_macs / macs_ratio)
-        model, _ = from_scratch(narrow, epochs)
-        rows.append({"row": f"scratch, uniform width {width:.2f} (MACs of {cut})",
-                     "epochs": epochs, "final": accuracy(model, test),
-                     "params": model.count_params(), "macs_ratio": full_macs / macs,
-                     "seconds": time.time() - start})
-        log(f"{name} {rows[-1]['row']}: {rows[-1]['final']:.4f}")
+        def make_scratch():
+            start = time.time()
+            model, _ = from_scratch(architecture(), epochs)
+            return {"row": f"scratch, architecture of {label}", "epochs": epochs,
+                    "final": accuracy(model, test), "params": model.count_params(),
+                    "macs_ratio": macs_ratio, "seconds": time.time() - start}, None
+
+        def make_uniform():
+            start = time.time()
+            narrow, width, macs = uniform_width(width_context, name, full_macs / macs_ratio)
+            model, _ = from_scratch(narrow, epochs)
+            return {"row": f"scratch, uniform width {width:.2f} (MACs of {cut})",
+                    "epochs": epochs, "final": accuracy(model, test),
+                    "params": model.count_params(), "macs_ratio": full_macs / macs,
+                    "seconds": time.time() - start}, None
+
+        # keyed by the best row: a later run with a better row trains its own
+        for key, make in ((f"scratch, architecture of {label}", make_scratch),
+                          (f"scratch, uniform width, MACs of {label}", make_uniform)):
+            record, _ = step(key, make)
+            rows.append(record)
+            log(f"{name} {record['row']}: {record['final']:.4f}")
     return rows
 
 
@@ -267,6 +305,9 @@ def main():
                             batch_size=128, seed=0)
     test, _ = data.load("fashion_mnist", "test", batch_size=512)
     x_cal, _ = data.numpy_arrays("fashion_mnist", "train", take=args.calibration)
+    cache = RunCache(args.cache_dir, {key: getattr(args, key) for key in (
+        "train_examples", "epochs", "finetune_epochs", "l1", "proximal_l1", "calibration",
+        "dce_warmup_steps")})
     lines = [f"## Prune without losing accuracy ({'QUICK run' if args.quick else 'run'})", "",
              *run_header(), f"- machine: {machine()} (start of the run)",
              f"- Fashion-MNIST train[:{args.train_examples}], full test set; batch 128, SGD "
@@ -279,7 +320,7 @@ def main():
              "warm-up steps, BN statistics re-estimated on 20 batches after the rebuild",
              "- one seed", ""]
     for name in args.models.split(","):
-        lines += _table(name, _rows(name, args, train, test, x_cal, info))
+        lines += _table(name, _rows(name, args, train, test, x_cal, info, cache))
         write_text(args.out, "\n".join(lines))
     print("\n".join(lines))
 
