@@ -64,7 +64,8 @@ def _package(name):
         return "not installed"
 
 
-def _git():
+def git_commit():
+    """The checked-out commit, and whether tracked files differ from it."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=False,
                                 capture_output=True, text=True, timeout=10).stdout.strip()
@@ -115,7 +116,7 @@ def versions():
 def stamp():
     """A markdown line placed under every table of the suite."""
     now = datetime.datetime.now().isoformat(timespec="seconds")
-    return (f"_{now}; {machine()}; {versions()}; git {_git()}; command: "
+    return (f"_{now}; {machine()}; {versions()}; git {git_commit()}; command: "
             f"`{command()}`_")
 
 

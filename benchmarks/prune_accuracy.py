@@ -32,7 +32,8 @@ from types import SimpleNamespace
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks.common import (  # noqa: E402
-    accuracy, build_model, cosine_compile, log, machine, run_header, write_text)
+    accuracy, build_model, cosine_compile, git_commit, log, machine, run_header,
+    write_text)
 from benchmarks.dce_fashion_mnist import dce_row  # noqa: E402
 from benchmarks.run_cache import RunCache  # noqa: E402
 from benchmarks.suite_width import uniform_width  # noqa: E402
@@ -92,13 +93,15 @@ def _parse():
 
 def _cuts(args):
     """(label, ratio, target) per prune: shares of channels, then shares of MACs kept."""
-    return [(f"{r:.0%}", r, None) for r in args.ratios] + \
-        [(f"{m:.0%} MACs", None, {"macs": m}) for m in args.macs]
+    return [(f"{100 * r:g}%", r, None) for r in args.ratios] + \
+        [(f"{100 * m:g}% MACs", None, {"macs": m}) for m in args.macs]
 
 
-def _rows(name, args, train, test, x_cal, info, cache):
+def _rows(name, args, load_train, test, x_cal, info, cache):
+    """load_train() -> a new training dataset per step: its shuffle order then does not
+    depend on the steps before it, so a resumed run trains as an uninterrupted one."""
     E, F = args.epochs, args.finetune_epochs
-    steps = int(train.cardinality())
+    steps = int(load_train().cardinality())
     keras.utils.set_random_seed(0)
     initial = build_model(name, info).get_weights()
 
@@ -110,7 +113,8 @@ def _rows(name, args, train, test, x_cal, info, cache):
     def from_scratch(architecture, epochs=E + F, validation_data=None):
         keras.utils.set_random_seed(0)
         model = cosine_compile(steps * epochs)(keras.models.clone_model(architecture))
-        history = model.fit(train, epochs=epochs, verbose=0, validation_data=validation_data)
+        history = model.fit(load_train(), epochs=epochs, verbose=0,
+                            validation_data=validation_data)
         return model, history.history.get("val_accuracy", [])
 
     def step(key, make, keep_model=False):
@@ -120,12 +124,14 @@ def _rows(name, args, train, test, x_cal, info, cache):
         record = cache.record(key)
         if record is None:
             record, model = make()
+            record["commit"] = commit
             cache.keep(key, record, model if keep_model else None)
             return record, lambda: model
         log(f"{key}: kept from an earlier run")
         return record, functools.lru_cache(maxsize=None)(lambda: cache.model(key))
 
     rows = []
+    commit = git_commit()
 
     def make_baseline():
         start = time.time()
@@ -150,7 +156,7 @@ def _rows(name, args, train, test, x_cal, info, cache):
     def sparse_train(**kwargs):
         start = time.time()
         keras.utils.set_random_seed(0)
-        slim, _ = sparsity_train(fresh(), train, E, compile_fn=cosine_compile(steps * E),
+        slim, _ = sparsity_train(fresh(), load_train(), E, compile_fn=cosine_compile(steps * E),
                                  verbose=0, **kwargs)
         return {"sparse": accuracy(slim, test), "seconds": time.time() - start,
                 "zeros": slimming.sparsity_summary(slim, threshold=1e-12)["overall"]["share"],
@@ -165,7 +171,7 @@ def _rows(name, args, train, test, x_cal, info, cache):
             pruned, _, report = prune(slim(), ratio, target=target,
                                       calibration_data=x_cal if calibrated else None)
             after = accuracy(cosine_compile(1)(pruned), test)
-            model, _ = finetune(slimming.strip(pruned), train, F,
+            model, _ = finetune(slimming.strip(pruned), load_train(), F,
                                 compile_fn=cosine_compile(steps * F), verbose=0,
                                 teacher=teacher() if teacher else None)
             return {"row": label, "epochs": E + F, **sparse, "after": after,
@@ -211,7 +217,7 @@ def _rows(name, args, train, test, x_cal, info, cache):
                 def make():
                     start = time.time()
                     keras.utils.set_random_seed(0)
-                    result = ks_slim(base, train, ratio=ratio, target=target,
+                    result = ks_slim(base, load_train(), ratio=ratio, target=target,
                                      pretrained=True, validation_data=test,
                                      distill=distill, verbose=0)
                     report = result.report
@@ -233,9 +239,9 @@ def _rows(name, args, train, test, x_cal, info, cache):
             label = f"DCE p = {p:g}" + (" + distillation" if distilled else "")
 
             def make():
-                r = dce_row(initial, lambda: build_model(name, info), train, test, p, "cucb",
-                            0, E, F, args.dce_warmup_steps, 0, recalibration_steps=20,
-                            distill=distilled)
+                r = dce_row(initial, lambda: build_model(name, info), load_train(), test, p,
+                            "cucb", 0, E, F, args.dce_warmup_steps, 0,
+                            recalibration_steps=20, distill=distilled)
                 return {"row": label, "epochs": E + F, "after": r["after_rebuild"],
                         "final": r["accuracy"], "params": r["params"],
                         "macs_ratio": full_macs / r["macs"], "seconds": r["seconds"]}, None
@@ -289,11 +295,17 @@ def _table(name, rows):
     curve = rows[0]["curve"]
     last = curve[-3:]
     moved = 100 * (max(last) - min(last))
+    by_commit = {}  # a resumed run's rows can come from several commits
+    for r in rows:
+        by_commit.setdefault(r.get("commit", "unknown"), []).append(r["row"])
+    made = ("- every row trained at commit " + next(iter(by_commit))
+            if len(by_commit) == 1 else "- rows trained at several commits: " + "; ".join(
+                f"{commit}: {', '.join(names)}" for commit, names in by_commit.items()))
     return lines + [
         "", "- baseline test accuracy per epoch: " + ", ".join(_pct(a) for a in curve),
         f"- it moved {moved:.2f} pt over its last {len(last)} epochs: "
         + ("converged (< 0.2 pt)" if len(last) == 3 and moved < 0.2 else
-           "NOT converged by the < 0.2 pt rule"), ""]
+           "NOT converged by the < 0.2 pt rule"), made, ""]
 
 
 def main():
@@ -301,8 +313,11 @@ def main():
     args.ratios, args.macs, args.dce_fractions = (
         [float(v) for v in values.split(",") if v.strip()]
         for values in (args.ratios, args.macs, args.dce_fractions))
-    train, info = data.load("fashion_mnist", f"train[:{args.train_examples}]",
-                            batch_size=128, seed=0)
+    def load_train():
+        return data.load("fashion_mnist", f"train[:{args.train_examples}]", batch_size=128,
+                         seed=0)
+
+    _, info = load_train()
     test, _ = data.load("fashion_mnist", "test", batch_size=512)
     x_cal, _ = data.numpy_arrays("fashion_mnist", "train", take=args.calibration)
     cache = RunCache(args.cache_dir, {key: getattr(args, key) for key in (
@@ -320,7 +335,7 @@ def main():
              "warm-up steps, BN statistics re-estimated on 20 batches after the rebuild",
              "- one seed", ""]
     for name in args.models.split(","):
-        lines += _table(name, _rows(name, args, train, test, x_cal, info, cache))
+        lines += _table(name, _rows(name, args, lambda: load_train()[0], test, x_cal, info, cache))
         write_text(args.out, "\n".join(lines))
     print("\n".join(lines))
 
