@@ -335,7 +335,8 @@ def main():
              "warm-up steps, BN statistics re-estimated on 20 batches after the rebuild",
              "- one seed", ""]
     for name in args.models.split(","):
-        lines += _table(name, _rows(name, args, lambda: load_train()[0], test, x_cal, info, cache))
+        rows = _rows(name, args, lambda: load_train()[0], test, x_cal, info, cache)
+        lines += _table(name, rows)
         write_text(args.out, "\n".join(lines))
     print("\n".join(lines))
 

@@ -23,7 +23,8 @@ class RunCache:
             return
         with open(path) as f:
             saved = json.load(f)
-        changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+        changed = sorted(k for k in set(saved) | set(settings)
+                         if saved.get(k) != settings.get(k))
         if changed:
             raise ValueError(
                 f"{directory} holds a run made with other settings ("
