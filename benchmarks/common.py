@@ -65,11 +65,13 @@ def _package(name):
 
 
 def git_commit():
-    """The checked-out commit, and whether tracked files differ from it."""
+    """The checked-out commit, and whether tracked files other than the results (which the
+    scripts themselves write) differ from it."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=False,
                                 capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)benchmarks/results"],
                                cwd=ROOT, check=False, capture_output=True, text=True,
                                timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
