@@ -49,6 +49,10 @@ def define_flags():
                        upper_bound=0.99999)
     flags.DEFINE_integer("round_to", 8, "Round kept channel counts to this multiple.",
                          lower_bound=1)
+    flags.DEFINE_enum("normalizer", "none", ["none", "mean"],
+                      "mean: rank each channel's |γ| against its own layer's mean (a model "
+                      "trained without the L1 term, e.g. --pretrained --fade, has |γ| of "
+                      "other scales in every layer).")
     flags.DEFINE_integer("representative_samples", 200, "Training images used to calibrate "
                          "the int8 file.", lower_bound=1)
     flags.DEFINE_integer("eval_samples", 2000, "Test images used to compare the .tflite files "
@@ -93,7 +97,13 @@ RUN_FLAGS = ("dataset", "local_data_dir", "train_take", "batch_size", "model",
              "learning_rate", "lr_schedule", "seed", "epochs", "finetune_epochs", "l1",
              "ratio", "round_to", "model_path", "weights", "replace_head", "image_size",
              "validation_split", "split_seed", "distill", "temperature", "alpha",
-             "pretrained", "fade", "finetune_learning_rate")
+             "pretrained", "fade", "finetune_learning_rate", "normalizer")
+
+
+def plan_flags():
+    """The plan's keyword arguments from --round_to and --normalizer."""
+    return dict(round_to=FLAGS.round_to,
+                normalizer=None if FLAGS.normalizer == "none" else FLAGS.normalizer)
 
 
 def apply_pretrained_defaults():
@@ -187,7 +197,7 @@ def run(argv):
                      keras.callbacks.TensorBoard(os.path.join(tb, "sparsity"))]
         fader = slimming.GammaFade(  # a resumed fit continues the same ramp
             lambda graph: slimming.gamma_plan(graph.model, FLAGS.ratio, graph=graph,
-                                              round_to=FLAGS.round_to),
+                                              **plan_flags()),
             fade_steps=max(int(DEFAULT_FADE_SHARE * steps * FLAGS.epochs), 1),
             start_step=0) if FLAGS.fade else None
         common.resumable_fit(slim, train, FLAGS.epochs, state.checkpoint_dir("sparsity"),
@@ -207,8 +217,8 @@ def run(argv):
     else:
         slim = slim or common.load_keras_model(slim_path)
         faded = ChannelPlan.load(faded_path) if FLAGS.fade else None
-        pruned, plan, _ = network_slimming.prune(slim, FLAGS.ratio, round_to=FLAGS.round_to,
-                                                 plan=faded)
+        pruned, plan, _ = network_slimming.prune(slim, FLAGS.ratio, plan=faded,
+                                                 **plan_flags())
         pruned = slimming.strip(pruned)
         pruned.save(pruned_path)
         plan.save(plan_path)

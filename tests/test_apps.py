@@ -107,9 +107,10 @@ def test_prune_export_evaluate_chain(trained_path, tmp_path):
 
     out = tmp_path / "pruned"
     pruned = run_app("prune", f"--model_path={trained_path}", "--ratio=0.5",
-                     "--round_to=4", f"--output_dir={out}")
+                     "--round_to=4", "--normalizer=mean", f"--output_dir={out}")
     assert pruned.returncode == 0, pruned.stderr[-2000:]
     assert (out / "pruned.keras").is_file() and (out / "plan.json").is_file()
+    assert json.loads((out / "plan.json").read_text())["meta"]["normalizer"] == "mean"
     assert "smaller" in pruned.stdout
 
     tflite = tmp_path / "m.tflite"

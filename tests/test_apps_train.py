@@ -208,7 +208,7 @@ def test_slim_pretrained_fades_what_it_prunes_across_a_resume(killed_at, tmp_pat
     args = ["--train_take=512", "--batch_size=64", "--test_take=256", "--pretrained",
             "--finetune_epochs=0", "--ratio=0.5", "--eval_samples=100",
             "--representative_samples=16", "--checkpoint_every_steps=2",
-            f"--output_dir={out}"]
+            "--normalizer=mean", f"--output_dir={out}"]
     killed = run_app("slim", *args, f"--stop_after_steps={killed_at}")
     assert killed.returncode == 3, killed.stderr[-3000:]
     resumed = run_app("slim", *args)
@@ -218,6 +218,7 @@ def test_slim_pretrained_fades_what_it_prunes_across_a_resume(killed_at, tmp_pat
     flags = json.loads((out / "state.json").read_text())["flags"]  # --pretrained's table
     assert (flags["learning_rate"], flags["finetune_learning_rate"]) == (0.005, 0.02)
     faded = ChannelPlan.load(str(out / "faded_plan.json"))
+    assert faded.meta["normalizer"] == "mean"
     assert faded.to_dict()["groups"] == ChannelPlan.load(str(out / "plan.json")).to_dict()["groups"]
     slim = load_model(str(out / "sparsity.keras"))
     graph = ChannelGraph(slim)

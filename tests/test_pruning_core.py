@@ -180,6 +180,22 @@ def test_global_ranking_with_ties_removes_exactly_the_ratio():
     assert plan.total_channels - plan.kept_channels == round(0.1 * 48)
 
 
+def test_mean_normalised_ranking_ignores_each_layers_scale():
+    model = vgg_dense_head()
+    shape = np.arange(16.0) + 1  # the same spread in every layer, at scales 1e-2 .. 10
+    scores = {"bn0": 0.01 * shape, "bn1": 10 * shape, "bnf": shape}
+    raw = {g.name: g.keep for g in plan_from_scores(model, scores, 0.25, round_to=1).groups}
+    assert raw["c0"] == list(range(12, 16))  # all 12 from the layer of smallest scale
+    plan = plan_from_scores(model, scores, 0.25, round_to=1, normalizer="mean")
+    assert all(g.keep == list(range(4, 16)) for g in plan.groups)  # 4 from each
+    assert plan.meta["normalizer"] == "mean"
+    rescaled = dict(scores, bn1=1e-6 * shape)
+    again = plan_from_scores(model, rescaled, 0.25, round_to=1, normalizer="mean")
+    assert [g.keep for g in again.groups] == [g.keep for g in plan.groups]
+    with pytest.raises(ValueError, match="normalizer must be one of"):
+        plan_from_scores(model, scores, 0.25, normalizer="max")
+
+
 def test_layer_scope_floor_and_rounding():
     model = vgg_dense_head()
     scores = {"bn0": np.arange(16.0), "bn1": np.arange(16.0), "bnf": np.arange(16.0)}

@@ -119,7 +119,7 @@ def _target_plan(graph, make_plan, scores, target, latency_table, kwargs, meta):
     goal = targets.resolve(key, value, costs, original)
     if latency and scores is not None and kwargs.get("scope", "global") == "global":
         greedy_args = {k: kwargs[k] for k in ("aggregate", "min_channels", "min_fraction",
-                                              "round_to") if k in kwargs}
+                                              "round_to", "normalizer") if k in kwargs}
         plan = targets.latency_greedy(graph, scores, costs, goal, meta=meta, **greedy_args)
     else:
         steps = max(sum(int(g.prunable.sum()) for g in graph.groups), 2)

@@ -3,7 +3,7 @@
 Builders turn any per-channel importance into a plan: a global percentile over all
 prunable channels (Network Slimming) or the same ratio in every group, always with a
 per-group floor (never zero channels) and kept counts rounded to a multiple (default 8:
-LiteRT's kernels gain nothing from odd widths — see ../shared/ENVIRONMENT.md).
+LiteRT's kernels gain nothing from odd widths).
 """
 import json
 import math
@@ -15,6 +15,7 @@ import numpy as np
 from keras_slim.core.graph import ChannelGraph, GraphError
 
 AGGREGATES = {"sum": np.sum, "mean": np.mean, "max": np.max}
+NORMALIZERS = (None, "mean")
 
 
 @dataclass
@@ -128,11 +129,17 @@ def _check_ratio(ratio):
         raise ValueError(f"ratio must be in [0, 1), got {ratio!r}.")
 
 
-def group_scores(graph, scores, aggregate="mean"):
+def group_scores(graph, scores, aggregate="mean", normalizer=None):
     """Per-group channel importance from per-layer scores {layer path: vector over the
-    layer's output channels}; a channel's score aggregates all its members' scores."""
+    layer's output channels}; a channel's score aggregates all its members' scores.
+    normalizer="mean" divides each group's scores by their mean over its prunable channels,
+    so a global ranking compares channels with their own layer's (as Torch-Pruning's
+    default normalizer does): the |γ| of a net trained without an L1 term differ in scale
+    from layer to layer."""
     if aggregate not in AGGREGATES:
         raise ValueError(f"aggregate must be one of {sorted(AGGREGATES)}, got {aggregate!r}.")
+    if normalizer not in NORMALIZERS:
+        raise ValueError(f"normalizer must be one of {list(NORMALIZERS)}, got {normalizer!r}.")
     per_root = {}
     for path, values in scores.items():
         values = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -149,6 +156,9 @@ def group_scores(graph, scores, aggregate="mean"):
         if all(int(r) in per_root for r in group.roots):
             result[group.name] = np.array([AGGREGATES[aggregate](per_root[int(r)])
                                            for r in group.roots])
+            if normalizer == "mean" and group.prunable.any():
+                scale = float(np.mean(result[group.name][group.prunable]))
+                result[group.name] = result[group.name] / max(scale, np.finfo(float).tiny)
     return result
 
 
@@ -168,14 +178,16 @@ def _lowest(values, k):
 
 
 def plan_from_scores(graph_or_model, scores, ratio, scope="global", aggregate="mean",
-                     min_channels=1, min_fraction=0.0, round_to=8, meta=None):
+                     min_channels=1, min_fraction=0.0, round_to=8, meta=None,
+                     normalizer=None):
     """Remove the `ratio` least important prunable channels.
 
     scope="global": the round(ratio * n) lowest-scored of all n scored channels, ranked
     together (Network Slimming's global threshold; ties broken by position);
     scope="layer": the same share inside each group. Groups with no score stay whole.
     A coupled channel's score aggregates its members' (default: mean, so a channel shared
-    by many residual layers is not favoured by a sum). Then the floor and rounding apply.
+    by many residual layers is not favoured by a sum); normalizer: see group_scores. Then
+    the floor and rounding apply.
     """
     _check_ratio(ratio)
     if scope not in ("global", "layer"):
@@ -183,7 +195,7 @@ def plan_from_scores(graph_or_model, scores, ratio, scope="global", aggregate="m
     if round_to < 1 or min_channels < 0 or not 0.0 <= min_fraction <= 1.0:
         raise ValueError("round_to must be >= 1, min_channels >= 0, min_fraction in [0, 1].")
     graph = as_graph(graph_or_model)
-    per_group = group_scores(graph, scores, aggregate)
+    per_group = group_scores(graph, scores, aggregate, normalizer)
     if not per_group:
         raise ValueError(f"no importance covers a whole group of model "
                          f"{graph.model.name!r}; scores were given for {sorted(scores)}.")
@@ -209,7 +221,8 @@ def plan_from_scores(graph_or_model, scores, ratio, scope="global", aggregate="m
                                 order, min_channels, min_fraction, round_to)
         plans.append(GroupPlan(group.name, group.layers, group.size, keep))
     plan = ChannelPlan(graph.model.name, plans, dict(
-        meta or {}, ratio=ratio, scope=scope, aggregate=aggregate, round_to=round_to))
+        meta or {}, ratio=ratio, scope=scope, aggregate=aggregate, round_to=round_to,
+        **({"normalizer": normalizer} if normalizer else {})))
     plan.meta["removed_share"] = round(1 - plan.kept_channels / max(plan.total_channels, 1), 4)
     return plan
 

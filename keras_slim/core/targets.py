@@ -152,11 +152,11 @@ def search_ratio(make_plan, costs, key, goal, steps):
 
 
 def latency_greedy(graph, scores, costs, goal, aggregate="mean", min_channels=1,
-                   min_fraction=0.0, round_to=8, meta=None, min_drop_ms=1e-6):
+                   min_fraction=0.0, round_to=8, meta=None, min_drop_ms=1e-6, normalizer=None):
     """Greedy latency-target plan (see the module docstring). Importance per group is the
     criterion's score aggregated over a channel's members, as plan_from_scores does."""
     graph = as_graph(graph)
-    per_group = group_scores(graph, scores, aggregate)
+    per_group = group_scores(graph, scores, aggregate, normalizer)
     scored = [g for g in graph.groups if g.name in per_group and g.prunable.any()]
     if not scored:
         raise ValueError(f"no importance covers a whole group of model {graph.model.name!r}.")
