@@ -13,7 +13,8 @@ sparsity training from scratch (E epochs, one run per method shared by the cuts:
 (γ = 0 compensation), then for the proximal run also with the calibration mean
 (rebuild(calibration_data=...)) and with that plus distillation from the baseline,
 fine-tuned F epochs; fade: the library's pretrained path, ks.slim(pretrained=True) on
-the baseline, with and without distillation from it (its epochs add to the baseline's);
+the baseline, with and without distillation from it, and with |γ| ranked against each
+layer's mean (normalizer="mean"; its epochs add to the baseline's);
 DCE (CUCB, E + F) at each --dce_fractions, with and without distillation; per cut, the
 architecture of its best row and a uniform-width net of about its MACs, both
 re-initialised and trained from scratch for as many epochs as that row had in all.
@@ -209,17 +210,21 @@ def _rows(name, args, load_train, test, x_cal, info, cache):
         # distillation from the baseline; its epochs add to the baseline's
         settings = ks_defaults(pretrained=True)
         extra = settings["epochs"] + settings["finetune_epochs"]
+        # + mean-normalised: |γ| ranked against its own layer's mean; a trained net's |γ|
+        # differ in scale between layers, and the global ranking drains whole layers
         for cut, ratio, target in _cuts(args):
-            for distill in (False, True):
+            for distill, normalizer in ((False, None), (True, None), (False, "mean")):
                 label = f"fade {cut} (ks.slim pretrained)" + (
-                    " + distillation" if distill else "")
+                    " + distillation" if distill else "") + (
+                    " + mean-normalised ranking" if normalizer else "")
 
                 def make():
                     start = time.time()
                     keras.utils.set_random_seed(0)
                     result = ks_slim(base, load_train(), ratio=ratio, target=target,
                                      pretrained=True, validation_data=test,
-                                     distill=distill, verbose=0)
+                                     distill=distill, verbose=0,
+                                     **({"normalizer": normalizer} if normalizer else {}))
                     report = result.report
                     return {"row": label, "epochs": E + F + extra,
                             "sparse": report["accuracy_sparse"],
