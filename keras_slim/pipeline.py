@@ -99,7 +99,8 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
         finetune_epochs, l1, learning_rate, finetune_learning_rate and fade override
         them; a learning_rate given alone is used for the fine-tune too. "dce" trains
         and fine-tunes at learning_rate. Other keyword arguments go to the plan (scope,
-        min_fraction, ...).
+        min_fraction, normalizer="mean" to rank |γ| against each layer's mean, ...);
+        `normalize` (slimming) is another thing: the penalty λ·mean|γ|.
     """
     compat.ensure_model(model)
     if method not in METHODS:

@@ -194,6 +194,11 @@ def test_mean_normalised_ranking_ignores_each_layers_scale():
     assert [g.keep for g in again.groups] == [g.keep for g in plan.groups]
     with pytest.raises(ValueError, match="normalizer must be one of"):
         plan_from_scores(model, scores, 0.25, normalizer="max")
+    with pytest.raises(ValueError, match="changes nothing with scope='layer'"):
+        plan_from_scores(model, scores, 0.25, scope="layer", normalizer="mean")
+    zeros = dict(scores, bn0=np.zeros(16))  # no scale: left as it is, nothing blows up
+    plan = plan_from_scores(model, zeros, 0.25, round_to=1, normalizer="mean")
+    assert [len(g.keep) for g in plan.groups] == [4, 16, 16]  # the zeros go first
 
 
 def test_layer_scope_floor_and_rounding():

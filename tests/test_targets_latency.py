@@ -167,6 +167,9 @@ def test_latency_greedy_spends_removals_where_importance_per_ms_is_lowest():
     plan = latency_greedy(graph, scores, costs, costs.latency_ms() - 0.05, round_to=8)
     kept = {g.name: len(g.keep) for g in plan.groups}
     assert kept == {"c1": 16, "c3": 16}
+    normalised = latency_greedy(graph, scores, costs, costs.latency_ms() - 0.05,
+                                round_to=8, normalizer="mean")
+    assert normalised.meta["normalizer"] == "mean" and "normalizer" not in plan.meta
 
 
 def test_table_build_save_load_and_prediction(tmp_path):

@@ -158,7 +158,8 @@ def group_scores(graph, scores, aggregate="mean", normalizer=None):
                                            for r in group.roots])
             if normalizer == "mean" and group.prunable.any():
                 scale = float(np.mean(result[group.name][group.prunable]))
-                result[group.name] = result[group.name] / max(scale, np.finfo(float).tiny)
+                if scale > 0:  # all-zero (or signed) scores have no scale to divide by
+                    result[group.name] = result[group.name] / scale
     return result
 
 
@@ -192,6 +193,9 @@ def plan_from_scores(graph_or_model, scores, ratio, scope="global", aggregate="m
     _check_ratio(ratio)
     if scope not in ("global", "layer"):
         raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}.")
+    if normalizer and scope == "layer":
+        raise ValueError(f"normalizer={normalizer!r} changes nothing with scope='layer' "
+                         "(each layer is ranked on its own): use it with scope='global'.")
     if round_to < 1 or min_channels < 0 or not 0.0 <= min_fraction <= 1.0:
         raise ValueError("round_to must be >= 1, min_channels >= 0, min_fraction in [0, 1].")
     graph = as_graph(graph_or_model)

@@ -247,7 +247,8 @@ def latency_greedy(graph, scores, costs, goal, aggregate="mean", min_channels=1,
         if final <= goal + 1e-9:
             break
         asked = current - (final - goal)
-    plan = ChannelPlan(graph.model.name, plans, dict(meta or {}, aggregate=aggregate,
-                                                     round_to=round_to))
+    plan = ChannelPlan(graph.model.name, plans, dict(
+        meta or {}, aggregate=aggregate, round_to=round_to,
+        **({"normalizer": normalizer} if normalizer else {})))
     plan.meta["removed_share"] = round(1 - plan.kept_channels / max(plan.total_channels, 1), 4)
     return plan
