@@ -155,6 +155,18 @@ def define_model_flags():
     flags.register_validator("model", model_known)
 
 
+def define_normalizer_flag():
+    flags.DEFINE_enum("normalizer", "none", ["none", "mean"],
+                      "With one global ranking, mean: rank each channel's score against its "
+                      "own layer's mean (the |γ| of a model trained without the L1 term, "
+                      "e.g. --pretrained --fade, differ in scale from layer to layer).")
+
+
+def normalizer():
+    """--normalizer as the plan's argument (None for 'none')."""
+    return None if FLAGS.normalizer == "none" else FLAGS.normalizer
+
+
 def define_head_flag():
     flags.DEFINE_bool("replace_head", False, "Replace the model's classifier by a new "
                       "Dense layer for the dataset's class count (e.g. an ImageNet model "

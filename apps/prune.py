@@ -35,10 +35,7 @@ def define_flags():
                       "One ranking over all channels, or the same share in every group.")
     flags.DEFINE_integer("round_to", 8, "Round kept channel counts up to this multiple.",
                          lower_bound=1)
-    flags.DEFINE_enum("normalizer", "none", ["none", "mean"],
-                      "--scope=global, mean: rank each channel's score against its own "
-                      "layer's mean (scores of a model trained without the L1 term differ "
-                      "in scale from layer to layer).")
+    common.define_normalizer_flag()
     flags.DEFINE_float("min_fraction", 0.0, "Keep at least this share of every group.",
                        lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_float("target_macs", None, "Prune to this many MACs instead of --ratio: a "
@@ -116,7 +113,7 @@ def main(argv):
     graph = ChannelGraph(model)  # analysed once for plan, rebuild and report
     kwargs = dict(seed=FLAGS.seed, bandit_state=bandit_state, scope=FLAGS.scope,
                   round_to=FLAGS.round_to, min_fraction=FLAGS.min_fraction,
-                  normalizer=None if FLAGS.normalizer == "none" else FLAGS.normalizer,
+                  normalizer=common.normalizer(),
                   **target_kwargs())
     try:
         if FLAGS.dry_run:

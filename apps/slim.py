@@ -49,10 +49,7 @@ def define_flags():
                        upper_bound=0.99999)
     flags.DEFINE_integer("round_to", 8, "Round kept channel counts to this multiple.",
                          lower_bound=1)
-    flags.DEFINE_enum("normalizer", "none", ["none", "mean"],
-                      "mean: rank each channel's |γ| against its own layer's mean (a model "
-                      "trained without the L1 term, e.g. --pretrained --fade, has |γ| of "
-                      "other scales in every layer).")
+    common.define_normalizer_flag()
     flags.DEFINE_integer("representative_samples", 200, "Training images used to calibrate "
                          "the int8 file.", lower_bound=1)
     flags.DEFINE_integer("eval_samples", 2000, "Test images used to compare the .tflite files "
@@ -102,8 +99,7 @@ RUN_FLAGS = ("dataset", "local_data_dir", "train_take", "batch_size", "model",
 
 def plan_flags():
     """The plan's keyword arguments from --round_to and --normalizer."""
-    return dict(round_to=FLAGS.round_to,
-                normalizer=None if FLAGS.normalizer == "none" else FLAGS.normalizer)
+    return dict(round_to=FLAGS.round_to, normalizer=common.normalizer())
 
 
 def apply_pretrained_defaults():
