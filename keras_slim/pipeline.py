@@ -8,6 +8,7 @@
 It wraps the per-step API (keras_slim.slimming.pipeline.network_slimming,
 keras_slim.core.criteria.prune + fine-tune, keras_slim.dce.run_dce), which stays.
 """
+import inspect
 from dataclasses import dataclass, field
 
 from keras_slim import compat
@@ -71,6 +72,24 @@ def _accuracy(model, data):
     return float(model.evaluate(data, verbose=0, return_dict=True)["accuracy"])
 
 
+# run_dce's arguments that slim() sets itself; the others pass through its **kwargs
+_DCE_SET_BY_SLIM = {"model", "train_data", "fraction", "epochs", "finetune_epochs", "loss",
+                    "optimizer", "metrics", "round_to", "verbose", "distill", "temperature",
+                    "alpha"}
+
+
+def _check_dce_options(options):
+    """A plan option DCE has no use for (scope, normalizer, ...) is an error, not ignored."""
+    from keras_slim.dce.pipeline import run_dce
+
+    accepted = set(inspect.signature(run_dce).parameters) - _DCE_SET_BY_SLIM
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(f"method='dce' does not take {', '.join(unknown)} (its plan keeps "
+                         f"1 - ratio of every gated group); it takes "
+                         f"{', '.join(sorted(accepted))}.")
+
+
 def slim(model, train_data, method="slimming", ratio=0.5, target=None,
          validation_data=None, distill=True, temperature=DEFAULT_TEMPERATURE,
          alpha=DEFAULT_ALPHA, pretrained=False, sparsity_epochs=None, finetune_epochs=None,
@@ -100,7 +119,8 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
         them; a learning_rate given alone is used for the fine-tune too. "dce" trains
         and fine-tunes at learning_rate. Other keyword arguments go to the plan (scope,
         min_fraction, normalizer="mean" to rank |γ| against each layer's mean, ...);
-        `normalize` (slimming) is another thing: the penalty λ·mean|γ|.
+        `normalize` (slimming) is another thing: the penalty λ·mean|γ|. With "dce" they
+        go to keras_slim.dce.run_dce (warmup_steps, policy, seed, ...); others are refused.
     """
     compat.ensure_model(model)
     if method not in METHODS:
@@ -160,12 +180,13 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
         if ratio is None:
             raise ValueError("target= is not available with method='dce' (its plan keeps "
                              "1 - ratio of every gated group); use ratio=.")
+        _check_dce_options(plan_kwargs)
         result = run_dce(model, train_data, fraction=1.0 - ratio, epochs=epochs,
                          finetune_epochs=finetune_epochs,
                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                          optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9),
                          metrics=["accuracy"], round_to=round_to, verbose=verbose,
-                         **distill_args)
+                         **distill_args, **plan_kwargs)
         small, plan = result.model, result.plan
         histories = [(phase, h.history) for phase, h in
                      (("dce", result.history), ("finetune", result.finetune_history)) if h]

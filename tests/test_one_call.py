@@ -1,5 +1,7 @@
 """keras_slim.slim: the one-call pipeline equals the steps it wraps, forwards target=,
 and leaves the user's model alone."""
+import functools
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -103,6 +105,28 @@ def test_dce_has_no_separate_fine_tune_rate():
     with pytest.raises(ValueError, match="finetune_learning_rate is not available with "
                                          "method='dce'"):
         ks.slim(_model(), _data(), method="dce", finetune_learning_rate=0.01, verbose=0)
+
+
+def test_dce_takes_run_dce_options_and_refuses_plan_options(monkeypatch):
+    from keras_slim.dce import pipeline as dce_pipeline
+
+    with pytest.raises(ValueError, match=r"method='dce' does not take normalizer, scope "
+                                         r"\(its plan keeps 1 - ratio.*warmup_steps"):
+        ks.slim(_model(), _data(), method="dce", normalizer="mean", scope="layer",
+                verbose=0)
+    seen = {}
+    real = dce_pipeline.run_dce
+
+    @functools.wraps(real)  # slim reads run_dce's signature
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dce_pipeline, "run_dce", spy)
+    result = ks.slim(_model(), _data(), method="dce", ratio=0.5, sparsity_epochs=1,
+                     finetune_epochs=0, round_to=1, verbose=0, warmup_steps=2, seed=3)
+    assert seen["warmup_steps"] == 2 and seen["seed"] == 3 and seen["fraction"] == 0.5
+    assert result.report["params_after"] < result.report["params_before"]
 
 
 def test_target_is_forwarded_to_criteria_prune(monkeypatch):
