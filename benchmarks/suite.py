@@ -129,7 +129,7 @@ def _markdown(store, budget, out, invocation):
             continue
         lines += [part["markdown"], ""]
         if key.startswith("analysis/") and part.get("png"):
-            lines += [f"![{key}]({os.path.relpath(part['png'], os.path.dirname(out))})", ""]
+            lines += [f"![{key}]({part['png']})", ""]  # beside the .md
         elif key.startswith("analysis/"):
             lines += ["(no plot: matplotlib is not importable)", ""]
     lines += ["## Wall time per part", "",
@@ -170,7 +170,8 @@ def main():
         part["finished"] = time.strftime("%Y-%m-%d %H:%M")
         if key.startswith("analysis/") and "error" not in part:
             png = os.path.splitext(args.out)[0] + f"_{name}_analysis.png"
-            part["png"] = analysis_png(part, png, f"{name}, {budget.label} run")
+            if analysis_png(part, png, f"{name}, {budget.label} run"):
+                part["png"] = os.path.basename(png)  # the record stays valid if moved
         store["parts"][key] = part
         with open(store_path, "w") as f:
             json.dump(store, f, indent=1)
