@@ -78,10 +78,8 @@ _DCE_SET_BY_SLIM = {"model", "train_data", "fraction", "epochs", "finetune_epoch
                     "alpha"}
 
 
-def _check_dce_options(options):
+def _check_dce_options(run_dce, options):
     """A plan option DCE has no use for (scope, normalizer, ...) is an error, not ignored."""
-    from keras_slim.dce.pipeline import run_dce
-
     accepted = set(inspect.signature(run_dce).parameters) - _DCE_SET_BY_SLIM
     unknown = sorted(set(options) - accepted)
     if unknown:
@@ -180,7 +178,7 @@ def slim(model, train_data, method="slimming", ratio=0.5, target=None,
         if ratio is None:
             raise ValueError("target= is not available with method='dce' (its plan keeps "
                              "1 - ratio of every gated group); use ratio=.")
-        _check_dce_options(plan_kwargs)
+        _check_dce_options(run_dce, plan_kwargs)
         result = run_dce(model, train_data, fraction=1.0 - ratio, epochs=epochs,
                          finetune_epochs=finetune_epochs,
                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
