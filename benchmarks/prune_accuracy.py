@@ -14,7 +14,8 @@ sparsity training from scratch (E epochs, one run per method shared by the cuts:
 (rebuild(calibration_data=...)) and with that plus distillation from the baseline,
 fine-tuned F epochs; fade: the library's pretrained path, ks.slim(pretrained=True) on
 the baseline, with and without distillation from it, and with |γ| ranked against each
-layer's mean (normalizer="mean"; its epochs add to the baseline's);
+layer's mean (normalizer="mean"), and both (--fade_variants picks; the fine-tune has
+--fade_finetune_epochs, the library's setting by default; its epochs add to the baseline's);
 DCE (CUCB, E + F) at each --dce_fractions, with and without distillation; per cut, the
 architecture of its best row and a uniform-width net of about its MACs, both
 re-initialised and trained from scratch for as many epochs as that row had in all.
@@ -47,6 +48,11 @@ from keras_slim.training import distillation  # noqa: E402
 from keras_slim.zoo import data  # noqa: E402
 
 
+# fade row variants: name -> (distillation from the baseline, normalizer)
+_FADE_VARIANTS = {"plain": (False, None), "distill": (True, None), "mean": (False, "mean"),
+                  "mean+distill": (True, "mean")}
+
+
 def _parse():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,6 +78,12 @@ def _parse():
     parser.add_argument("--proximal_l1", type=float, default=1e-1,
                         help="proximal λ: plain λ / (1 − momentum), since SGD momentum 0.9 "
                              "amplifies the L1 gradient 10× but not the proximal step")
+    parser.add_argument("--fade_variants", default=",".join(_FADE_VARIANTS),
+                        help="fade rows: plain, distill, mean (mean-normalised ranking), "
+                             "mean+distill")
+    parser.add_argument("--fade_finetune_epochs", type=int, default=None,
+                        help="fine-tune epochs of the fade rows (default: the library's "
+                             "pretrained setting)")
     parser.add_argument("--calibration", type=int, default=512,
                         help="training images for the calibration means")
     parser.add_argument("--out", default=None)
@@ -87,6 +99,11 @@ def _parse():
     if unknown:
         parser.error(f"--methods: unknown {', '.join(sorted(unknown))}; "
                      "choose from L1, proximal, fade")
+    args.fade_variants = [v.strip() for v in args.fade_variants.split(",") if v.strip()]
+    unknown = set(args.fade_variants) - set(_FADE_VARIANTS)
+    if unknown:
+        parser.error(f"--fade_variants: unknown {', '.join(sorted(unknown))}; "
+                     f"choose from {', '.join(_FADE_VARIANTS)}")
     args.out = args.out or ("benchmarks/results/prune_accuracy_quick.md" if args.quick
                             else "benchmarks/results/prune_accuracy.md")
     return args
@@ -209,14 +226,19 @@ def _rows(name, args, load_train, test, x_cal, info, cache):
         # to γ = β = 0, so the prune is exact) then fine-tuning, with and without
         # distillation from the baseline; its epochs add to the baseline's
         settings = ks_defaults(pretrained=True)
-        extra = settings["epochs"] + settings["finetune_epochs"]
+        fade_finetune = args.fade_finetune_epochs or settings["finetune_epochs"]
+        extra = settings["epochs"] + fade_finetune
         # + mean-normalised: |γ| ranked against its own layer's mean; a trained net's |γ|
         # differ in scale between layers, and the global ranking drains whole layers
         for cut, ratio, target in _cuts(args):
-            for distill, normalizer in ((False, None), (True, None), (False, "mean")):
+            for variant in args.fade_variants:
+                distill, normalizer = _FADE_VARIANTS[variant]
+                # the default schedule keeps the labels (and cache keys) of earlier runs
                 label = f"fade {cut} (ks.slim pretrained)" + (
                     " + distillation" if distill else "") + (
-                    " + mean-normalised ranking" if normalizer else "")
+                    " + mean-normalised ranking" if normalizer else "") + (
+                    f", {fade_finetune} fine-tune epochs" if args.fade_finetune_epochs
+                    else "")
 
                 def make():
                     start = time.time()
@@ -224,6 +246,7 @@ def _rows(name, args, load_train, test, x_cal, info, cache):
                     result = ks_slim(base, load_train(), ratio=ratio, target=target,
                                      pretrained=True, validation_data=test,
                                      distill=distill, verbose=0,
+                                     finetune_epochs=fade_finetune,
                                      **({"normalizer": normalizer} if normalizer else {}))
                     report = result.report
                     return {"row": label, "epochs": E + F + extra,
