@@ -94,19 +94,22 @@ def _parse():
     args.train_examples = args.train_examples or 20000
     args.epochs = args.epochs or 2
     args.finetune_epochs = args.finetune_epochs or 1
-    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = set(args.methods) - {"L1", "proximal", "fade"}
-    if unknown:
-        parser.error(f"--methods: unknown {', '.join(sorted(unknown))}; "
-                     "choose from L1, proximal, fade")
-    args.fade_variants = [v.strip() for v in args.fade_variants.split(",") if v.strip()]
-    unknown = set(args.fade_variants) - set(_FADE_VARIANTS)
-    if unknown:
-        parser.error(f"--fade_variants: unknown {', '.join(sorted(unknown))}; "
-                     f"choose from {', '.join(_FADE_VARIANTS)}")
+    args.methods = _names(parser, "--methods", args.methods, ("L1", "proximal", "fade"))
+    args.fade_variants = _names(parser, "--fade_variants", args.fade_variants,
+                                tuple(_FADE_VARIANTS))
     args.out = args.out or ("benchmarks/results/prune_accuracy_quick.md" if args.quick
                             else "benchmarks/results/prune_accuracy.md")
     return args
+
+
+def _names(parser, flag, value, choices):
+    """A comma-separated flag as a list; an unknown name is one parser error."""
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = set(names) - set(choices)
+    if unknown:
+        parser.error(f"{flag}: unknown {', '.join(sorted(unknown))}; "
+                     f"choose from {', '.join(choices)}")
+    return names
 
 
 def _cuts(args):
